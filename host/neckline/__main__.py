@@ -1,0 +1,3 @@
+from neckline.cli import main
+
+raise SystemExit(main())
