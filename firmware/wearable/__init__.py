@@ -1,0 +1,1 @@
+"""Neckline wearable firmware (MicroPython)."""
