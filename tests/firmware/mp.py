@@ -30,6 +30,11 @@ def firmware_path(extra: list[Path] | None = None) -> str:
     return os.pathsep.join(parts)
 
 
+def micropython_path(extra: list[Path] | None = None) -> str:
+    # ".frozen" keeps the port's frozen modules (asyncio among them) importable.
+    return firmware_path(extra) + os.pathsep + ".frozen"
+
+
 def run_micropython(
     script: Path | str,
     *args: str,
@@ -46,7 +51,7 @@ def run_micropython(
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
     cmd += [str(script), *args]
-    env = dict(os.environ, MICROPYPATH=firmware_path(extra_path))
+    env = dict(os.environ, MICROPYPATH=micropython_path(extra_path))
     return subprocess.run(
         cmd, capture_output=True, text=True, env=env, timeout=timeout, input=stdin, check=False
     )
