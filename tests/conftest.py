@@ -11,6 +11,8 @@ import pytest
 from neckline.influxd import InfluxdState, temporary_influxd
 from neckline.influxql import query
 
+pytest_plugins = ["tests.vble_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 

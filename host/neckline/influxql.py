@@ -100,7 +100,7 @@ def series_values(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for series in results[0].get("series", []):
         cols = series["columns"]
         tags = series.get("tags", {})
-        for values in series["values"]:
+        for values in series.get("values", []):
             row = dict(zip(cols, values, strict=True))
             row.update(tags)
             rows.append(row)
