@@ -17,6 +17,7 @@ from neckline.errors import NecklineError
 COMMAND_MODULES = (
     "neckline.commands.influx",
     "neckline.commands.simulate",
+    "neckline.commands.demo",
 )
 
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     func = getattr(args, "func", None)
