@@ -66,3 +66,34 @@ def run_cpython(
         [sys.executable, str(script), *args],
         capture_output=True, text=True, env=env, timeout=timeout, check=False,
     )
+
+
+def popen_firmware(
+    interpreter: str,
+    script: Path | str,
+    *args: str,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    extra_path: list[Path] | None = None,
+) -> subprocess.Popen[str]:
+    """Start `script` under "micropython" or "cpython" with the firmware importable, kept running.
+
+    stdin/stdout/stderr are pipes (text, line-buffered on our side) so a test can drive the
+    process while it runs; the caller must end it (see tests/firmware/test_ble.py).
+    """
+    full_env = dict(os.environ, **(env or {}))
+    if interpreter == "micropython":
+        binary = micropython_binary()
+        if binary is None:
+            raise RuntimeError("micropython binary not found: install the dev extras")
+        cmd = [binary, str(script), *args]
+        full_env["MICROPYPATH"] = micropython_path(extra_path)
+    elif interpreter == "cpython":
+        cmd = [sys.executable, "-u", str(script), *args]
+        full_env["PYTHONPATH"] = firmware_path(extra_path)
+    else:
+        raise ValueError(f"unknown interpreter {interpreter!r}")
+    return subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, bufsize=1, env=full_env, cwd=cwd,
+    )
