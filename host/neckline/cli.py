@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "neckline.commands.influx",
     "neckline.commands.simulate",
     "neckline.commands.demo",
+    "neckline.commands.headache",
+    "neckline.commands.correlate",
 )
 
 
