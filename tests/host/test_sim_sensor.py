@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from datetime import UTC, datetime
 
@@ -224,3 +225,66 @@ def test_rejects_bad_input() -> None:
     chunk = next(render(Schedule.from_rows(MONDAY, MOVING), 1, RenderConfig(rate_hz=50.0)))
     with pytest.raises(ValueError, match="Hz"):
         imu.process_chunk(chunk)
+    back = np.array([0.0, 0.01, 0.005, 0.02])
+    still = np.tile([1.0, 0.0, 0.0, 0.0], (4, 1))
+    for step in (imu.process, imu.skip):
+        with pytest.raises(ValueError, match="forward in time"):
+            step(back, still)
+    with pytest.raises(ValueError, match="shape"):
+        imu.skip(np.arange(3) / 100.0, np.zeros((2, 4)))
+
+
+def test_skip_leaves_the_model_where_processing_would() -> None:
+    # 20 minutes: on the table, put on, worn; long enough to cross a fetch of raw noise words.
+    rows = [
+        (300.0, A.BREAK, False, 5.0, 0.0, 0.0, 0.0),
+        (600.0, A.DESK, True, 15.0, 0.02, 2.0, -5.0),
+        (300.0, A.WALK, True, 8.0, 0.0, 0.0, 60.0),
+    ]
+    chunks = list(render(Schedule.from_rows(MONDAY, rows), 5, RenderConfig(chunk_s=400.0)))
+    t = np.concatenate([c.t for c in chunks])
+    q = np.concatenate([c.q for c in chunks])
+    lin = np.concatenate([c.lin_acc for c in chunks])
+    worn = np.concatenate([c.worn for c in chunks])
+    whole = ImuModel(7).process(t, q, lin, worn)
+    fields = ("raw_accel", "raw_gyro", "raw_temp", "accel", "gyro", "up", "gyro_true",
+              "accel_true", "temp_c")
+    cuts = [0, 25_000, 101_000, 102_234, t.size]  # the second skip crosses a fetch of noise
+    for skipped in ((0, 2), (1, 3)):
+        imu = ImuModel(7)
+        for part, (a, b) in enumerate(itertools.pairwise(cuts)):
+            if part in skipped:
+                imu.skip(t[a:b], q[a:b], worn[a:b])
+                continue
+            out = imu.process(t[a:b], q[a:b], lin[a:b], worn[a:b])
+            for name in fields:
+                assert np.array_equal(getattr(out, name), getattr(whole, name)[a:b]), (part, name)
+    assert np.abs(whole.gyro_true).max() > 0.1 and not worn[0] and worn[-1]
+
+
+def test_white_noise_is_gaussian_and_independent() -> None:
+    cfg = SensorConfig(
+        mount_offset_deg=(0.0, 0.0, 0.0), gyro_bias_dps=0.0, accel_bias_mg=0.0,
+        gyro_bias_walk_dps_rts=0.0, accel_bias_walk_mg_rts=0.0, gyro_scale_sd=0.0,
+        accel_scale_sd=0.0, misalignment_sd=0.0, gyro_temp_dps_per_c=0.0,
+        accel_temp_mg_per_c=0.0, quantize=False,
+    )
+    n = 200_000
+    out = ImuModel(11, cfg).process(np.arange(n) / 100.0, np.tile([1.0, 0.0, 0.0, 0.0], (n, 1)))
+    noise = np.concatenate((out.accel - out.accel_true, out.gyro - out.gyro_true), axis=1)
+    expected = np.array([cfg.accel_noise_ug_rthz * 1e-6 * GRAVITY] * 3
+                        + [math.radians(cfg.gyro_noise_dps_rthz)] * 3) * math.sqrt(50.0)
+    z = noise / expected
+    assert np.allclose(z.std(axis=0), 1.0, atol=0.01)
+    assert np.abs(z.mean(axis=0)).max() < 0.01
+    # Gaussian shape: fourth moment and the share beyond 3 SD (0.27 %).
+    assert np.abs((z**4).mean(axis=0) - 3.0).max() < 0.1
+    beyond = (np.abs(z) > 3.0).mean(axis=0)
+    assert np.all((beyond > 0.0020) & (beyond < 0.0035)), beyond
+    # White, and independent across channels (also in magnitude: Box–Muller pairs share a radius).
+    lag1 = (z[1:] * z[:-1]).mean(axis=0)
+    assert np.abs(lag1).max() < 0.01
+    corr = np.corrcoef(z.T)
+    assert np.abs(corr - np.eye(6)).max() < 0.01
+    corr_sq = np.corrcoef((z**2).T)
+    assert np.abs(corr_sq - np.eye(6)).max() < 0.015
