@@ -18,8 +18,15 @@ COMMAND_MODULES = (
     "neckline.commands.influx",
     "neckline.commands.simulate",
     "neckline.commands.demo",
+    "neckline.commands.scan",
+    "neckline.commands.pair",
+    "neckline.commands.calibrate",
+    "neckline.commands.run",
+    "neckline.commands.status",
+    "neckline.commands.config_cmd",
     "neckline.commands.headache",
     "neckline.commands.correlate",
+    "neckline.commands.sim",
 )
 
 

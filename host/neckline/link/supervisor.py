@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from bleak.exc import BleakError
+from bleak_retry_connector import close_stale_connections_by_address
 
 from neckline.link.allowlist import normalise_address
 from neckline.link.controlpoint import LinkError
@@ -161,6 +162,17 @@ class LinkSupervisor:
         finally:
             w.state = "stopped"
 
+    async def _release_stale_link(self, w: WearerState) -> None:
+        """Disconnect a link BlueZ still holds to this wearer from a host process that died.
+
+        BlueZ keeps a connection when the process that made it goes away, and a connected wearer
+        does not advertise, so without this a restarted host would never find it again.
+        """
+        try:
+            await self._unless_stopped(close_stale_connections_by_address(w.address))
+        except (BleakError, OSError, TimeoutError) as exc:
+            log.debug("%s: could not check for a stale connection: %s", w.address, exc)
+
     async def _attempt(self, w: WearerState, backoff: Backoff) -> bool:
         """One find-connect-serve cycle. Returns True when the wearer refused (see REFUSALS)."""
         settings = self.settings
@@ -181,6 +193,7 @@ class LinkSupervisor:
             w.not_seen += 1
             w.last_error = f"not heard advertising within {settings.scan_timeout:g} s"
             log.info("%s: %s", w.address, w.last_error)
+            await self._release_stale_link(w)
             return False
         session = Session(
             sighting.device, sink=self.sink, planner=self.planner, settings=settings,
