@@ -151,4 +151,5 @@ def _summarise(url: str, person: PersonData) -> None:
     ))
     n_stored = int(headaches[0]["count"]) if headaches else 0
     print(f"\nHeadaches in the simulated diary: {len(person.diary)} (stored: {n_stored}).")
-    print("The strain-headache correlation report is not built yet; see the open issues.")
+    print("To analyse it: neckline correlate (with INFLUX_DB=neckline_demo and the server running,")
+    print("e.g. `neckline demo --keep-running`), or offline with --exposure/--headaches CSV files.")
