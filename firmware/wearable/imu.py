@@ -219,16 +219,21 @@ class Imu:
         st.last_reg = reg
         st.last_op = op
 
-    def _rd(self, reg, mv):
+    def _xfer(self, reg, buf, op):
+        # One retry policy for reads and writes; the branch (not a passed-in bound method)
+        # keeps the call allocation-free on MicroPython.
         n = 0
         while True:
             try:
-                self.i2c.readfrom_mem_into(self.addr, reg, mv)
+                if op == OP_READ:
+                    self.i2c.readfrom_mem_into(self.addr, reg, buf)
+                else:
+                    self.i2c.writeto_mem(self.addr, reg, buf)
                 if n:
                     self.status.recovered += 1
                 return
             except OSError as e:
-                self._note(e, reg, OP_READ)
+                self._note(e, reg, op)
                 if n >= self.retries:
                     self.status.bus_failures += 1
                     raise BusError() from None
@@ -236,22 +241,11 @@ class Imu:
                 self.status.retries += 1
                 self._sleep(n)
 
+    def _rd(self, reg, mv):
+        self._xfer(reg, mv, OP_READ)
+
     def _wr(self, reg, buf):
-        n = 0
-        while True:
-            try:
-                self.i2c.writeto_mem(self.addr, reg, buf)
-                if n:
-                    self.status.recovered += 1
-                return
-            except OSError as e:
-                self._note(e, reg, OP_WRITE)
-                if n >= self.retries:
-                    self.status.bus_failures += 1
-                    raise BusError() from None
-                n += 1
-                self.status.retries += 1
-                self._sleep(n)
+        self._xfer(reg, buf, OP_WRITE)
 
     def _rd8(self, reg):
         self._rd(reg, self._mv1)
