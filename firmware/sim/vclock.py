@@ -36,6 +36,8 @@ _last_real_us = 0
 _real_us = 0  # real microseconds since install()
 _skip_us = 0  # idle time skipped since install()
 _clock_base = 0  # machine.sim_clock.us at install()
+_pace_v = 0  # virtual us when the current speed took effect
+_pace_r = 0  # real us since install() at that moment
 stats = {"skipped_ms": 0, "waits": 0}
 
 
@@ -84,7 +86,7 @@ def _wait(us):
     `speed` times as fast as real time (counted since install, so short waits add up)."""
     target = _now_us() + us
     if _speed:
-        need = int(target / _speed) - _real_us
+        need = int((target - _pace_v) / _speed) - (_real_us - _pace_r)
         if need > 0:
             _rt.sleep_us(need)
     _skip_to(target)
@@ -133,7 +135,7 @@ def _poll_hw():
 def install(speed=1):
     """Make this module the `time` module (before asyncio and the firmware are imported)."""
     global _speed, _installed, _origin_ms, _origin_us, _last_real_us, _real_us, _skip_us
-    global _clock_base, ticks_diff, ticks_add
+    global _clock_base, ticks_diff, ticks_add, _pace_v, _pace_r
     if "asyncio" in sys.modules or "wearable.app" in sys.modules:
         raise RuntimeError("vclock.install() must run before asyncio and the firmware load")
     _speed = speed if speed > 0 else 0
@@ -144,6 +146,8 @@ def install(speed=1):
     _last_real_us = _origin_us
     _real_us = 0
     _skip_us = 0
+    _pace_v = 0
+    _pace_r = 0
     _clock_base = _clock.us
     _clock.realtime = False
     _clock.poll = _poll_hw
@@ -171,6 +175,15 @@ def install_asyncio():
 
 def speed():
     return _speed
+
+
+def set_speed(speed):
+    """Change the pace from now on; virtual time already run ahead stays ahead (pacing is
+    counted from this moment, so slowing down never makes the clock wait to "pay back")."""
+    global _speed, _pace_v, _pace_r
+    _pace_v = _now_us()
+    _pace_r = _real_us
+    _speed = speed if speed > 0 else 0
 
 
 def virtual_ms():

@@ -45,6 +45,7 @@ Commands on stdin, one a line (each is answered with one JSON line {"ack": ...})
     i2c attach                attach the IMU now (after --imu none)
     stall MS                  block the whole firmware for MS virtual ms (a long flash erase, say):
                               the IMU FIFO overflows if MS is long enough
+    speed X                   from now on run at X times real time (0: as fast as possible)
     status                    print {"status": {...}} (App.snapshot())
     stop                      stop the app (it stores what is open and switches the radio off)
 
@@ -193,6 +194,8 @@ def command(line, app, hw, asyncio):
             return {"error": "unknown i2c command " + what}
     elif c == "stall":
         vclock.sleep_ms(int(words[1]))
+    elif c == "speed":
+        vclock.set_speed(float(words[1]))
     elif c == "status":
         out({"status": app.snapshot()})
     elif c == "stop":

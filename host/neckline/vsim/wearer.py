@@ -154,6 +154,12 @@ class VirtualWearer:
             elif obj.get("ack") == text:
                 return status if status is not None else obj
 
+    def set_speed(self, speed: float) -> None:
+        """Run the device's clock at `speed` times real time from now on (0: flat out)."""
+        ack = self.command(f"speed {float(speed)!r}")
+        if "error" in ack:
+            raise WearerError(f"wearer {self.address}: {ack['error']}")
+
     def status(self, timeout: float = 15.0) -> dict[str, Any]:
         result: dict[str, Any] = self.command("status", timeout)["status"]
         return result
