@@ -20,6 +20,7 @@ from typing import Any
 
 from neckline.vble import VBleClient, VBleProcess, start_vble
 from neckline.vsim.traces import (
+    HOLD_S,
     TraceTruth,
     calibration_script,
     device_settings,
@@ -106,15 +107,16 @@ class SimStack:
 
     # -- wearers -----------------------------------------------------------------------------
     def trace(self, seed: int, seconds: float,
-              progress: Callable[[float], None] | None = None) -> tuple[Path, TraceTruth]:
+              progress: Callable[[float], None] | None = None, hold_s: float = HOLD_S,
+              ) -> tuple[Path, TraceTruth]:
         """The trace of person `seed` (rendered once, then reused from the root)."""
         tdir = self.root / "traces"
         tdir.mkdir(parents=True, exist_ok=True)
-        stem = f"seed{seed}-{int(seconds)}s"
+        stem = f"seed{seed}-{int(seconds)}s" + ("" if hold_s == HOLD_S else f"-hold{hold_s:g}")
         path, truth_path = tdir / f"{stem}.bin", tdir / f"{stem}.truth.npz"
         if path.exists() and truth_path.exists():
             return path, TraceTruth.load(truth_path)
-        truth = write_wearer_trace(path, seed, seconds, progress)
+        truth = write_wearer_trace(path, seed, seconds, progress, hold_s)
         truth.save(truth_path)
         return path, truth
 
@@ -122,12 +124,13 @@ class SimStack:
                    speed: float | None = None, calibrate: bool = True,
                    progress: Callable[[float], None] | None = None,
                    settings: Mapping[str, int] | None = None, fresh: bool = True,
-                   ) -> VirtualWearer:
-        """Start wearer n (address `wearer_address(n)`) on its person's trace."""
+                   hold_s: float = HOLD_S) -> VirtualWearer:
+        """Start wearer n (address `wearer_address(n)`) on its person's trace (which opens
+        with `hold_s` of still, neutral posture, in which the device calibrates)."""
         if n in self.wearers and self.wearers[n].running():
             raise SimStackError(f"wearer {n} is already running")
         person = self.seed + n - 1 if seed is None else seed
-        trace, truth = self.trace(person, trace_s or self.trace_s, progress)
+        trace, truth = self.trace(person, trace_s or self.trace_s, progress, hold_s)
         self.truths[n] = truth
         wdir = self.root / f"wearer{n}"
         fs = wdir / "fs"

@@ -66,12 +66,14 @@ class TraceTruth:
             return cls(z["t"], z["flexion"], z["lateral"], z["worn"].astype(bool))
 
 
-def wearer_schedule(seed: int, seconds: float) -> Schedule:
-    """The neutral hold, then `seconds - HOLD_S` of person `seed`'s own day."""
-    if seconds <= HOLD_S:
-        raise ValueError(f"a trace must be longer than the {HOLD_S:.0f} s calibration hold")
+def wearer_schedule(seed: int, seconds: float, hold_s: float = HOLD_S) -> Schedule:
+    """The neutral hold, then `seconds - hold_s` of person `seed`'s own day."""
+    if hold_s < (CALIBRATE_AT_MS + CALIBRATE_HOLD_MS) / 1000 + 5:
+        raise ValueError("the neutral hold must outlast the calibrating button press")
+    if seconds <= hold_s:
+        raise ValueError(f"a trace must be longer than the {hold_s:.0f} s calibration hold")
     week = generate_schedule(seed, DEFAULT_START, 7 * 86400.0)
-    need = seconds - HOLD_S
+    need = seconds - hold_s
     start = None
     begin = 0.0
     for i in range(len(week)):
@@ -85,19 +87,19 @@ def wearer_schedule(seed: int, seconds: float) -> Schedule:
             break
     else:  # nobody stays on the neck that long: take the day as it comes, breaks included
         begin = 8 * 3600.0
-    hold = Schedule.from_rows(week.start, [(HOLD_S, int(Activity.DESK), True, 0.0, 0.0, 0.0,
+    hold = Schedule.from_rows(week.start, [(hold_s, int(Activity.DESK), True, 0.0, 0.0, 0.0,
                                             0.0)])
     return concatenate([hold, week.crop(begin, begin + need)])
 
 
 def write_wearer_trace(
     path: Path, seed: int, seconds: float,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float], None] | None = None, hold_s: float = HOLD_S,
 ) -> TraceTruth:
     """Render `seconds` of person `seed` into the binary trace at `path`; returns the truth.
 
     `progress` is called with the seconds rendered so far."""
-    schedule = wearer_schedule(seed, seconds)
+    schedule = wearer_schedule(seed, seconds, hold_s)
     model = ImuModel(seed, SensorConfig(rate_hz=RATE_HZ))
     keep: dict[str, list[NDArray[np.generic]]] = {"t": [], "f": [], "l": [], "w": []}
     tmp = path.with_name(path.name + ".tmp")
