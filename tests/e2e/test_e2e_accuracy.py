@@ -10,13 +10,17 @@ found by a least-squares search over +-0.5 s. Shortened: 5x real time, 5 simulat
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from neckline.config import DevicesConfig
 from neckline.vsim import SimStack
-from tests.e2e.wearer_fixtures import E2E_SPEED, HostService, needs_micropython, wait_for
+from tests.e2e.wearer_fixtures import (
+    E2E_SPEED,
+    HostService,
+    needs_micropython,
+    wait_device_ms,
+    wait_for,
+)
 
 pytestmark = needs_micropython
 
@@ -31,7 +35,7 @@ def test_stored_angles_match_ground_truth(sim: SimStack, host: HostService) -> N
     sim.pair(1, host.env)
     host.start()
     tag = DevicesConfig().tag(wearer.address)
-    time.sleep(RUN_DEVICE_S / E2E_SPEED)
+    wait_device_ms(wearer, int(RUN_DEVICE_S * 1000), 3 * RUN_DEVICE_S / E2E_SPEED)
     status = wearer.status()
     last = int(status["next_seq"]) - 1
     wait_for(lambda: len({int(r["seq"]) for r in host.posture(tag)}) >= last + 1, 120,

@@ -3,22 +3,22 @@ bleak -> `neckline run` -> influxd. Twenty forced link losses during more than t
 minutes; after backfill InfluxDB holds every sample the device made exactly once.
 
 Shortened timings: the wearer runs at E2E_SPEED (5x) real time, so ten simulated minutes take
-two minutes of wall time; each outage lasts 1 s of wall time (5 s of device time); the host's
-link settings are the short ones of tests/e2e/wearer_fixtures.py.
+about two minutes of wall time (the drops are paced by the device's clock); each outage lasts 1 s
+of wall time (about 5 s of device time); the host's link settings are the short ones of
+tests/e2e/wearer_fixtures.py.
 """
 
 from __future__ import annotations
 
-import time
-
 from neckline.config import DevicesConfig
 from neckline.vsim import SimStack
 from tests.e2e.wearer_fixtures import (
-    E2E_SPEED,
     HostService,
     assert_exactly_once,
+    device_ms,
     needs_micropython,
     wait_all_stored,
+    wait_device_ms,
     wait_for,
 )
 
@@ -36,15 +36,14 @@ def test_twenty_link_drops_lose_and_duplicate_nothing(sim: SimStack, host: HostS
     tag = DevicesConfig().tag(wearer.address)
     wait_for(lambda: len(host.posture(tag)) > 0, 90, "the first posture sample in InfluxDB",
              host.log_tail)
-    wall = RUN_DEVICE_S / E2E_SPEED
-    gap = wall / (DROPS + 1)
+    gap_ms = int(RUN_DEVICE_S * 1000 / (DROPS + 1))
     drops = 0
-    start = time.monotonic()
+    start_ms = device_ms(wearer)
     for k in range(DROPS):
-        time.sleep(max(0.0, start + (k + 1) * gap - time.monotonic()))
+        wait_device_ms(wearer, start_ms + (k + 1) * gap_ms, 3 * gap_ms / 1000)
         if sim.faults.drop_link(wearer.address, 1.0):
             drops += 1
-    time.sleep(max(0.0, start + wall - time.monotonic()))
+    wait_device_ms(wearer, start_ms + int(RUN_DEVICE_S * 1000), 3 * gap_ms / 1000)
     status = wearer.status()
     assert drops == DROPS, f"only {drops} drops hit a live link:\n{host.log_tail()}"
     last = int(status["next_seq"]) - 1 if "next_seq" in status else None

@@ -33,7 +33,7 @@ import pytest
 from neckline.influxd import InfluxdState
 from neckline.influxql import InfluxQueryError, query, series_values
 from neckline.vsim import SimStack
-from neckline.vsim.wearer import micropython_binary
+from neckline.vsim.wearer import VirtualWearer, micropython_binary
 
 if TYPE_CHECKING:
     from tests.vble_fixtures import VBleHandle
@@ -141,6 +141,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n"
                                  f"{detail()}")
         time.sleep(0.5)
+
+
+def device_ms(wearer: VirtualWearer) -> int:
+    """The wearer's own clock (t_ms of its status)."""
+    return int(wearer.status()["t_ms"])
+
+
+def wait_device_ms(wearer: VirtualWearer, until_ms: int, timeout: float) -> None:
+    """Sleep until the wearer's clock reads `until_ms`. Tests pace themselves by the device's
+    clock, not the wall clock: on a loaded machine the virtual clock runs slower than its
+    nominal speed (docs/vble.md), and device time is what the assertions count."""
+    deadline = time.monotonic() + timeout
+    while (now := device_ms(wearer)) < until_ms:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the wearer's clock reached only {now} ms of {until_ms} ms "
+                                 f"in {timeout:.0f} s")
+        time.sleep(min(0.5, max(0.05, (until_ms - now) / 1000.0 / E2E_SPEED)))
 
 
 @pytest.fixture
