@@ -1,8 +1,11 @@
 """Run a private InfluxDB 1.x server (Debian's `influxd`) on loopback.
 
 This is Neckline's embedded default: `neckline influx start|stop|status`, `make demo` and the
-pytest fixture all use this one launcher. The server listens on 127.0.0.1 only, on free ports,
-with every directory under one root so that nothing of it lives elsewhere on the machine.
+pytest fixture all use this one launcher. The server listens on 127.0.0.1 only, with every
+directory under one root so that nothing of it lives elsewhere on the machine. Its ports are free
+ones picked at the first start and remembered in the root (`ports.json`), so the URL stays the
+same across restarts (Grafana's datasource and the demo's configuration keep working); only when
+a remembered port has been taken by something else are new ones picked.
 
 A small state file in the root records the pid and URL, so that `status` and `stop` work from
 another process. The pid is trusted only if that process is still an `influxd` started with our
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "influxd.json"
 CONFIG_FILE = "influxd.conf"
 LOG_FILE = "influxd.log"
+PORTS_FILE = "ports.json"
 _PR_SET_PDEATHSIG = 1
 
 INSTALL_HINT = (
@@ -65,6 +69,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _two_free_ports() -> tuple[int, int]:
+    port, rpc_port = free_port(), free_port()
+    while rpc_port == port:
+        rpc_port = free_port()
+    return port, rpc_port
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def render_config(root: Path, port: int, rpc_port: int) -> str:
@@ -174,18 +195,44 @@ class LocalInfluxd:
         binary = find_influxd(self._binary)
         ensure_private_dir(self.root)
         last_error = ""
-        for _attempt in range(3):
+        remembered = self._remembered_ports()
+        for attempt in range(4):
+            ports = remembered if attempt == 0 and remembered else _two_free_ports()
             try:
-                return self._start_once(binary, timeout, die_with_parent)
+                state = self._start_once(binary, timeout, die_with_parent, ports)
             except _PortTaken as exc:
                 last_error = str(exc)
                 continue
+            if ports != remembered:
+                self._remember_ports(ports)
+            return state
         raise InfluxStartError(f"influxd could not bind a free port: {last_error}")
 
-    def _start_once(self, binary: str, timeout: float, die_with_parent: bool) -> InfluxdState:
-        port, rpc_port = free_port(), free_port()
-        while rpc_port == port:
-            rpc_port = free_port()
+    @property
+    def ports_path(self) -> Path:
+        return self.root / PORTS_FILE
+
+    def _remembered_ports(self) -> tuple[int, int] | None:
+        """The ports of earlier starts, if both are still free."""
+        try:
+            raw = json.loads(self.ports_path.read_text())
+            ports = (int(raw["port"]), int(raw["rpc_port"]))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.ports_path, exc)
+            return None
+        if ports[0] == ports[1] or not all(_port_free(p) for p in ports):
+            log.info("the remembered influxd ports %s are taken; picking new ones", ports)
+            return None
+        return ports
+
+    def _remember_ports(self, ports: tuple[int, int]) -> None:
+        self.ports_path.write_text(json.dumps({"port": ports[0], "rpc_port": ports[1]}) + "\n")
+
+    def _start_once(self, binary: str, timeout: float, die_with_parent: bool,
+                    ports: tuple[int, int]) -> InfluxdState:
+        port, rpc_port = ports
         conf = self.root / CONFIG_FILE
         conf.write_text(render_config(self.root, port, rpc_port))
         logfile = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child

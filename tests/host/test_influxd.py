@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -80,9 +81,30 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
         query(state.url, 'CREATE DATABASE "keep"')
         _write(state.url, "keep", "posture,device=a flexion=12.5 1700000000000\n")
         assert server.stop()
-        state = server.start(die_with_parent=True)
-        rows = series_values(query(state.url, "SELECT flexion FROM posture", db="keep"))
+        again = server.start(die_with_parent=True)
+        rows = series_values(query(again.url, "SELECT flexion FROM posture", db="keep"))
         assert rows == [{"time": 1700000000000, "flexion": 12.5}]
+        assert again.url == state.url, "the URL changed across a restart"
+    finally:
+        server.stop()
+
+
+def test_a_taken_remembered_port_gives_new_ones(tmp_path: Path) -> None:
+    server = LocalInfluxd(tmp_path / "db")
+    first = server.start(die_with_parent=True)
+    server.stop()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", first.port))
+        squatter.listen(1)
+        try:
+            second = server.start(die_with_parent=True)
+            assert second.port != first.port
+            assert ping(second.url)
+        finally:
+            server.stop()
+    third = server.start(die_with_parent=True)  # the new ports are the remembered ones now
+    try:
+        assert third.port == second.port
     finally:
         server.stop()
 
