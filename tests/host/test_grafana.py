@@ -1,9 +1,11 @@
 """The Grafana dashboards: every query runs on a real influxd, the JSON type-checks, uids agree.
 
-The database is filled through the demo's data path (the simulated wearer and diary, encoded
-with neckline.store and written by V1Writer into RPs made by ensure_schema_v1), plus the live
-parts the demo does not simulate yet: the last 15 minutes of posture and link status, strain
-episodes, alert counts and a real `neckline correlate` result.
+The database is filled the way `neckline demo` fills it: a week of the simulated wearer through
+the real pipeline (neckline.demo.history: decode, align, filter, strain, spool, V1Writer into the
+RPs of ensure_schema_v1, rollups), the diary as the headache store writes it, and a real
+correlation result. Added here because the history has no device or link side: the last 15
+minutes of posture and link status (what `neckline run` writes while connected) and alert
+counts (which come from the device's summary records).
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ import pytest
 from neckline.analysis.correlation import Headaches, correlate
 from neckline.analysis.exposure import from_arrays
 from neckline.analysis.results import correlation_points
-from neckline.commands import demo
+from neckline.config import default_device_tag
+from neckline.demo.history import HistoryDevice, HistoryOptions, load_history
+from neckline.headache.model import HeadacheEntry
+from neckline.headache.store import entry_point
 from neckline.influxd import InfluxdState
 from neckline.influxql import query
+from neckline.pipeline import PipelineSettings
 from neckline.sim.headache import HeadacheConfig
 from neckline.sim.person import PersonData, simulate_person
 from neckline.store import Point, V1Writer, encode_points, ensure_schema_v1, rollup_range
+from neckline.vsim import wearer_address
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "grafana"
@@ -39,8 +46,9 @@ DATASOURCE_FILES = [
     GRAFANA / "provisioning" / "datasources" / "neckline-influxdb1.yaml",
     GRAFANA / "provisioning" / "datasources" / "neckline-influxdb2.yaml.example",
 ]
-DEVICE = demo.DEMO_DEVICE
-DAYS = 14
+ADDRESS = wearer_address(1)
+DEVICE = default_device_tag(ADDRESS)
+DAYS = 7
 
 # Columns every query must return (time first), keyed by dashboard file, panel title, refId.
 # A panel added without an entry here fails `test_every_query_is_expected`.
@@ -126,26 +134,28 @@ def expand(q: str, *, interval: str = "1m", time_filter: str = "time > now() - 3
 # -- the data ---------------------------------------------------------------------------------
 
 
-def _history(person: PersonData) -> Iterator[Point]:
-    """What the pipeline adds to the demo's per-minute exposure: alerts and strain episodes."""
+def _alerts(person: PersonData) -> Iterator[Point]:
+    """Alert counts as device summary records carry them: one per strain bout held 60 s."""
     obs = person.observed
-    in_strain = obs.strain_s >= 30
+    in_strain = np.append(obs.strain_s >= 30, False)
     run_start: int | None = None
-    for i, strained in enumerate(np.append(in_strain, False)):
+    for i, strained in enumerate(in_strain):
         if strained and run_start is None:
             run_start = i
         elif not strained and run_start is not None:
-            start_ms = int(obs.minute_epoch_s[run_start]) * 1000
-            duration_s = float(obs.strain_s[run_start:i].sum())
-            yield Point("strain_episode", start_ms, {"device": DEVICE}, {
-                "end": start_ms + int(duration_s * 1000), "duration_s": duration_s,
-                "peak_flexion": float(obs.flex_max[run_start:i].max()),
-                "mean_flexion": float(obs.flex_mean[run_start:i].mean()),
-            })
-            # The device alerts once an episode has been held for its hold time.
-            if duration_s >= 60:
-                yield Point("exposure", start_ms, {"device": DEVICE}, {"alerts": 1, "episodes": 1})
+            if float(obs.strain_s[run_start:i].sum()) >= 60:
+                yield Point("exposure", int(obs.minute_epoch_s[run_start]) * 1000,
+                            {"device": DEVICE}, {"alerts": 1})
             run_start = None
+
+
+def _headaches(person: PersonData) -> Iterator[Point]:
+    diary = person.diary
+    for onset, severity, kind in zip(diary.onset_epoch_s.tolist(), diary.severity.tolist(),
+                                     diary.kind.tolist(), strict=True):
+        yield entry_point(HeadacheEntry(
+            id=f"sim-{onset}", onset=datetime.fromtimestamp(onset, UTC), severity=int(severity),
+            type=str(kind), source="import"))
 
 
 def _live(now_ms: int) -> Iterator[Point]:
@@ -187,7 +197,7 @@ def _write(url: str, db: str, points: Iterator[Point]) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_db(influxd: InfluxdState) -> Iterator[str]:
+def demo_db(influxd: InfluxdState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     db = "grafana_demo"
     ensure_schema_v1(influxd.url, db)
     now = datetime.now(UTC)
@@ -195,8 +205,12 @@ def demo_db(influxd: InfluxdState) -> Iterator[str]:
     planted = HeadacheConfig(log_or_per_hour=float(np.log(2.5)), lag_h=(6.0, 12.0))
     person = simulate_person(7, start, days=DAYS, headache=planted)
     assert len(person.diary) > 0
-    _write(influxd.url, db, demo._points(person))
-    _write(influxd.url, db, _history(person))
+    device = HistoryDevice(ADDRESS, "Neckline-0001", HistoryOptions(), 7)
+    loaded = asyncio.run(load_history(person, 7, device, influxd.url, db,
+                                      tmp_path_factory.mktemp("history"), PipelineSettings()))
+    assert loaded.samples > 0 and loaded.rejected_records == 0
+    _write(influxd.url, db, _headaches(person))
+    _write(influxd.url, db, _alerts(person))
     now_ms = int(now.timestamp() * 1000)
     _write(influxd.url, db, _live(now_ms))
     rollup_range(influxd.url, db, now_ms - 20 * 60_000, now_ms)
