@@ -15,6 +15,9 @@ data directory are configured) and a private influxd.
   counted — per wearer-hour).
 
 Prints ONE JSON line. Usage: .venv/bin/python bench/e2e.py [--wearers 3] [--seconds 120]
+[--profile FILE]: with py-spy installed, also sample the host process over the measuring window
+and write its folded stacks to FILE (py-spy's `raw` format; a profiled run's figures are
+perturbed, do not report them).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--wearers", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=120.0, help="measuring window")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="write py-spy folded stacks of the host process to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="neckline-bench-e2e-") as tmp:
         root = Path(tmp)
@@ -80,6 +85,12 @@ def main() -> int:
                 time.sleep(WARMUP_S)
                 seen: dict[tuple[str, int], float] = {}
                 latencies: list[float] = []
+                spy = None if args.profile is None else subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                     str(host.pid), "--duration", str(int(args.seconds)), "--rate", "1000", "--gil",
+                     "--format", "raw", "--output", str(args.profile)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL)
                 cpu0, t0 = cpu_seconds(host.pid), time.monotonic()
                 since = int(time.time() * 1000) - 5000
                 while time.monotonic() - t0 < args.seconds:
@@ -92,6 +103,12 @@ def main() -> int:
                     time.sleep(POLL_S)
                 cpu = cpu_seconds(host.pid) - cpu0
                 wall = time.monotonic() - t0
+                if spy is not None:
+                    try:
+                        spy.wait(60)
+                    except subprocess.TimeoutExpired:
+                        spy.kill()
+                        spy.wait()
             finally:
                 host.send_signal(signal.SIGTERM)
                 try:

@@ -76,8 +76,10 @@ class AlignConfig:
     drift_prior_ppm: float = 50.0  # spread of drift expected before evidence (for shrinkage)
     max_slew_ppm: float = 1000.0  # fastest correction of a committed mapping
     tolerance_ms: float = 2.0  # plan error tolerated before the mapping is re-planned
-    settle_ms: int = 5_000  # evidence wanted after a device time before it is mapped
+    settle_ms: int = 0  # evidence wanted after a device time before it is mapped
+    quiet_ms: int = 5_000  # no evidence for this long: it has stopped, waiting cannot help
     warmup_ms: int = 30_000  # unbroken evidence wanted before mapping beyond the committed end
+    warmup_packets: int = 20  # ... or this many live packets of it, whichever comes first
     gap_ms: int = 30_000  # a longer pause in evidence (disconnection) starts a new warm-up
     backward_grid_ms: int = 600_000  # knots added in front are spaced on this grid
     retain_ms: int = 14 * 86_400_000  # committed mapping kept this far behind the newest
@@ -136,6 +138,7 @@ class _BootClock:
     prior_rate: float  # drift assumed until this boot's evidence spans min_rate_span_ms
     bins: dict[int, tuple[int, int]] = field(default_factory=dict)  # bin -> (t, offset)
     resume_at: int | None = None  # device time where the current unbroken evidence began
+    resume_packets: int = 0  # live packets since resume_at
     evidence_hi: int | None = None
     last_receive: int | None = None  # host UTC of the newest evidence
     anchor: _Anchor | None = None
@@ -297,20 +300,26 @@ class ClockAligner:
         order = np.lexsort((u, y, b))  # per bin: lowest offset first, earliest t on ties
         b, u, y = b[order], u[order], y[order]
         first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        changed = False  # the estimate depends on the bins only: refit when one moved
         for k in first.tolist():
             key, point = int(b[k]), (int(u[k]), int(y[k]))
             old = boot.bins.get(key)
             if old is None or (point[1], point[0]) < (old[1], old[0]):
                 boot.bins[key] = point
+                changed = True
         previous = boot.evidence_hi
         ahead = np.sort(u if previous is None else u[u > previous])
         if ahead.size:
             run = ahead if previous is None else np.r_[previous, ahead]
             if previous is None:
                 boot.resume_at = int(run[0])
+                boot.resume_packets = 0
             breaks = np.flatnonzero(np.diff(run) > self.config.gap_ms)
             if breaks.size:
                 boot.resume_at = int(run[breaks[-1] + 1])
+                boot.resume_packets = 0
+                ahead = run[breaks[-1] + 1 :]
+            boot.resume_packets += int(ahead.size)
             boot.evidence_hi = int(ahead[-1])
         newest = int(r.max())
         boot.last_receive = newest if boot.last_receive is None else max(boot.last_receive, newest)
@@ -319,7 +328,9 @@ class ClockAligner:
         keep_from = newest_t // cfg.bin_ms - cfg.fit_window_ms // cfg.bin_ms
         for key in [k for k in boot.bins if k < keep_from]:
             del boot.bins[key]
-        boot.line_cache = None
+            changed = True
+        if changed:
+            boot.line_cache = None
         self.stats.evidence += int(t.size)
 
     def add_anchor(
@@ -426,10 +437,12 @@ class ClockAligner:
             status[u < boot.lo] = Placement.EXPIRED
         hi, resume, last = boot.evidence_hi, boot.resume_at, boot.last_receive
         # Waiting only helps while evidence is still arriving for this boot.
-        flowing = now_utc_ms is not None and last is not None and now_utc_ms - last < cfg.settle_ms
+        flowing = now_utc_ms is not None and last is not None and now_utc_ms - last < cfg.quiet_ms
         if flowing and hi is not None:
             early = u > hi - cfg.settle_ms
-            if resume is not None and hi - resume < cfg.warmup_ms:
+            warm = resume is None or hi - resume >= cfg.warmup_ms or (
+                boot.resume_packets >= cfg.warmup_packets)
+            if not warm:
                 # Fresh evidence after a start or a disconnection: extend the mapping only once
                 # enough of it has come in to pin down the line across the pause.
                 early |= u > (boot.hi if boot.hi is not None else -_HALF * _HALF)
@@ -570,6 +583,7 @@ class ClockAligner:
                 "prior_rate": boot.prior_rate,
                 "bins": [[k, t, y] for k, (t, y) in sorted(boot.bins.items())],
                 "resume_at": boot.resume_at,
+                "resume_packets": boot.resume_packets,
                 "evidence_hi": boot.evidence_hi,
                 "last_receive": boot.last_receive,
                 "anchor": None if anchor is None else [anchor.t, anchor.lower, anchor.upper],
@@ -602,6 +616,7 @@ class ClockAligner:
                 prior_rate=float(entry["prior_rate"]),
                 bins={int(k): (int(t), int(y)) for k, t, y in entry["bins"]},
                 resume_at=_opt_int(entry["resume_at"]),
+                resume_packets=int(entry.get("resume_packets", 0)),
                 evidence_hi=_opt_int(entry["evidence_hi"]),
                 last_receive=_opt_int(entry["last_receive"]),
                 anchor=None if anchor is None else _Anchor(

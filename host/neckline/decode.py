@@ -217,6 +217,56 @@ def _offsets_within(counts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
 
 
+def _screen(
+    packets: Sequence[Payload], accepted: frozenset[PayloadType], rejections: Rejections
+) -> list[tuple[int, PayloadType, bytes | bytearray]]:
+    """(input position, type, bytes) of every payload that passes the common checks."""
+    out: list[tuple[int, PayloadType, bytes | bytearray]] = []
+    for i, payload in enumerate(packets):
+        data = _as_bytes(payload)
+        kind = _precheck(data, accepted, rejections)
+        if kind is not None:
+            out.append((i, kind, data))
+    return out
+
+
+def _counted(
+    packet: bytes | bytearray,
+    header: struct.Struct,
+    max_count: int,
+    item_size: int,
+    what: str,
+    rejections: Rejections,
+) -> tuple[int, ...] | None:
+    """The header fields of a packet of `count` (the header's second field) items of
+    `item_size` bytes, or None after counting why its size and count do not fit."""
+    size = len(packet)
+    if size < header.size:
+        rejections.add(
+            RejectReason.TRUNCATED, f"{size} bytes, header needs {header.size}", packet
+        )
+        return None
+    fields: tuple[int, ...] = header.unpack_from(packet)
+    count = fields[1]
+    if count == 0:
+        rejections.add(RejectReason.COUNT_ZERO, f"{what} count 0", packet)
+        return None
+    if count > max_count:
+        rejections.add(
+            RejectReason.OVERSIZED, f"{what} count {count} > {max_count}", packet
+        )
+        return None
+    expected = header.size + item_size * count
+    if size != expected:
+        rejections.add(
+            RejectReason.INCONSISTENT_COUNT,
+            f"count {count} needs {expected} bytes, got {size}",
+            packet,
+        )
+        return None
+    return fields
+
+
 # --- samples --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SampleArrays:
@@ -269,29 +319,10 @@ def _decode_sample_packets(
     backfill: list[bool] = []
     bodies: list[memoryview] = []
     for i, packet in items:
-        size = len(packet)
-        if size < SAMPLE_HEADER_SIZE:
-            rejections.add(
-                RejectReason.TRUNCATED, f"{size} bytes, header needs {SAMPLE_HEADER_SIZE}", packet
-            )
+        fields = _counted(packet, _SAMPLE_HEADER, MAX_SAMPLES, SAMPLE_SIZE, "sample", rejections)
+        if fields is None:
             continue
-        vt, count, seq, t_ms, boot_id, period = _SAMPLE_HEADER.unpack_from(packet)
-        if count == 0:
-            rejections.add(RejectReason.COUNT_ZERO, "sample count 0", packet)
-            continue
-        if count > MAX_SAMPLES:
-            rejections.add(
-                RejectReason.OVERSIZED, f"sample count {count} > {MAX_SAMPLES}", packet
-            )
-            continue
-        expected = SAMPLE_HEADER_SIZE + SAMPLE_SIZE * count
-        if size != expected:
-            rejections.add(
-                RejectReason.INCONSISTENT_COUNT,
-                f"count {count} needs {expected} bytes, got {size}",
-                packet,
-            )
-            continue
+        vt, count, seq, t_ms, boot_id, period = fields
         if period == 0:
             rejections.add(RejectReason.PERIOD_ZERO, "period_ms 0", packet)
             continue
@@ -310,11 +341,11 @@ def _decode_sample_packets(
     n = np.asarray(counts, dtype=np.int64)
     within = _offsets_within(n)
     period_each = np.repeat(np.asarray(periods, dtype=np.int64), n)
-    seq = (np.repeat(np.asarray(seq0, dtype=np.int64), n) + within) & 0xFFFFFFFF
-    t_ms = (np.repeat(np.asarray(t0, dtype=np.int64), n) + within * period_each) & 0xFFFFFFFF
+    seq_each = (np.repeat(np.asarray(seq0, dtype=np.int64), n) + within) & 0xFFFFFFFF
+    t_each = (np.repeat(np.asarray(t0, dtype=np.int64), n) + within * period_each) & 0xFFFFFFFF
     return SampleArrays(
-        seq=seq.astype(np.uint32),
-        t_ms=t_ms,
+        seq=seq_each.astype(np.uint32),
+        t_ms=t_each,
         boot_id=np.repeat(np.asarray(boots, dtype=np.uint8), n),
         period_ms=period_each.astype(np.uint16),
         flexion_deg=_degrees(raw["flexion"]),
@@ -331,11 +362,7 @@ def decode_samples(
 ) -> tuple[SampleArrays, Rejections]:
     """Decode SAMPLES_LIVE/SAMPLES_BACKFILL packets; anything else is rejected and counted."""
     rej = Rejections() if rejections is None else rejections
-    accepted: list[tuple[int, bytes | bytearray]] = []
-    for i, payload in enumerate(packets):
-        data = _as_bytes(payload)
-        if _precheck(data, _SAMPLE_TYPES, rej) is not None:
-            accepted.append((i, data))
+    accepted = [(i, data) for i, _, data in _screen(packets, _SAMPLE_TYPES, rej)]
     return _decode_sample_packets(accepted, rej), rej
 
 
@@ -401,29 +428,12 @@ def _decode_summary_packets(
     counts: list[int] = []
     first: list[int] = []
     for i, packet in items:
-        size = len(packet)
-        if size < SUMMARY_HEADER_SIZE:
-            rejections.add(
-                RejectReason.TRUNCATED, f"{size} bytes, header needs {SUMMARY_HEADER_SIZE}", packet
-            )
+        fields = _counted(
+            packet, _SUMMARY_HEADER, MAX_SUMMARY_RECORDS, SUMMARY_RECORD_SIZE, "record", rejections
+        )
+        if fields is None:
             continue
-        _, count, first_index = _SUMMARY_HEADER.unpack_from(packet)
-        if count == 0:
-            rejections.add(RejectReason.COUNT_ZERO, "record count 0", packet)
-            continue
-        if count > MAX_SUMMARY_RECORDS:
-            rejections.add(
-                RejectReason.OVERSIZED, f"record count {count} > {MAX_SUMMARY_RECORDS}", packet
-            )
-            continue
-        expected = SUMMARY_HEADER_SIZE + SUMMARY_RECORD_SIZE * count
-        if size != expected:
-            rejections.add(
-                RejectReason.INCONSISTENT_COUNT,
-                f"count {count} needs {expected} bytes, got {size}",
-                packet,
-            )
-            continue
+        _, count, first_index = fields
         packets.append(packet)
         index.append(i)
         counts.append(count)
@@ -464,11 +474,7 @@ def decode_summaries(
 ) -> tuple[SummaryArrays, Rejections]:
     """Decode SUMMARY packets; anything else is rejected and counted."""
     rej = Rejections() if rejections is None else rejections
-    accepted: list[tuple[int, bytes | bytearray]] = []
-    for i, payload in enumerate(packets):
-        data = _as_bytes(payload)
-        if _precheck(data, _SUMMARY_TYPES, rej) is not None:
-            accepted.append((i, data))
+    accepted = [(i, data) for i, _, data in _screen(packets, _SUMMARY_TYPES, rej)]
     return _decode_summary_packets(accepted, rej), rej
 
 
@@ -477,15 +483,9 @@ def decode_posture(
 ) -> tuple[SampleArrays, SummaryArrays, Rejections]:
     """Decode what arrived on the posture characteristic: samples of both kinds and summaries."""
     rej = Rejections() if rejections is None else rejections
-    samples: list[tuple[int, bytes | bytearray]] = []
-    summaries: list[tuple[int, bytes | bytearray]] = []
-    for i, payload in enumerate(packets):
-        data = _as_bytes(payload)
-        kind = _precheck(data, _POSTURE_TYPES, rej)
-        if kind is PayloadType.SUMMARY:
-            summaries.append((i, data))
-        elif kind is not None:
-            samples.append((i, data))
+    screened = _screen(packets, _POSTURE_TYPES, rej)
+    samples = [(i, data) for i, kind, data in screened if kind is not PayloadType.SUMMARY]
+    summaries = [(i, data) for i, kind, data in screened if kind is PayloadType.SUMMARY]
     return _decode_sample_packets(samples, rej), _decode_summary_packets(summaries, rej), rej
 
 

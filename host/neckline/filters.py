@@ -111,6 +111,22 @@ class FilterStats:
         return dict(self.__dict__)
 
 
+def _runs(ok: npt.NDArray[np.bool_], link: npt.NDArray[np.bool_]
+          ) -> list[tuple[int, int, bool]]:
+    """(start, end, carried) of each run of usable samples that link to each other; the first
+    run is carried when its first sample continues the segment open before the chunk."""
+    n = ok.size
+    breaks = np.flatnonzero(~link)
+    starts = np.flatnonzero(ok & ~link).tolist()
+    if link[0]:
+        starts.insert(0, 0)
+    out = []
+    for s in starts:
+        k = int(np.searchsorted(breaks, s, side="right"))
+        out.append((s, int(breaks[k]) if k < breaks.size else n, s == 0 and bool(link[0])))
+    return out
+
+
 class StreamFilter:
     """Filters one contiguous-in-order stream of samples, chunk by chunk."""
 
@@ -128,9 +144,10 @@ class StreamFilter:
 
     def process(self, samples: SampleArrays) -> FilteredSamples:
         n = len(samples)
-        values = np.full((n, len(CHANNELS)), np.nan, dtype=np.float64)
-        spikes = np.zeros((n, len(CHANNELS)), dtype=np.bool_)
-        starts = np.zeros((n, len(CHANNELS)), dtype=np.bool_)
+        channels = len(CHANNELS)
+        values = np.full((n, channels), np.nan, dtype=np.float64)
+        spikes = np.zeros((n, channels), dtype=np.bool_)
+        starts = np.zeros((n, channels), dtype=np.bool_)
         if n == 0:
             return FilteredSamples(values, spikes, starts)
         cfg = self.config
@@ -142,30 +159,38 @@ class StreamFilter:
         usable = required & ((flags & cfg.exclude_flags) == 0)
         follows = self._follows(samples)
         period = samples.period_ms.astype(np.int64)
-        for c, channel in enumerate(self._channels):
-            ok = usable & np.isfinite(raw[:, c])
-            before_ok = np.r_[channel.active, ok[:-1]]
-            link = ok & follows & before_ok
-            run_starts = np.flatnonzero(ok & ~link)
-            if link[0]:
-                run_starts = np.r_[0, run_starts]
-            breaks = np.flatnonzero(~link)
-            for s in run_starts.tolist():
-                k = int(np.searchsorted(breaks, s, side="right"))
-                e = int(breaks[k]) if k < breaks.size else n
-                carried = s == 0 and bool(link[0])
-                history = channel.history if carried else []
-                zi = channel.zi if carried else None
-                out, spk, history, zi = self._run(raw[s:e, c], history, zi, int(period[s]))
-                values[s:e, c] = out
-                spikes[s:e, c] = spk
-                starts[s, c] = not carried
+        ok = usable[:, None] & np.isfinite(raw)
+        before_ok = np.empty_like(ok)
+        before_ok[0] = [ch.active for ch in self._channels]
+        before_ok[1:] = ok[:-1]
+        link = ok & follows[:, None] & before_ok
+        # Usually every channel has the same segments (and, carried over, the same history
+        # length): then they are despiked and low-passed together, one numpy pass per run
+        # instead of three. Each value is computed exactly as channel by channel.
+        same = bool((ok == ok[:, :1]).all() and (link == link[:, :1]).all()) and (
+            len({len(ch.history) for ch in self._channels}) == 1)
+        groups = [list(range(channels))] if same else [[c] for c in range(channels)]
+        for cols in groups:
+            c0 = cols[0]
+            for s, e, carried in _runs(ok[:, c0], link[:, c0]):
+                chans = [self._channels[c] for c in cols]
+                history = [ch.history for ch in chans] if carried else [[] for _ in cols]
+                zi = None
+                if carried and all(ch.zi is not None for ch in chans):
+                    zi = np.stack([ch.zi for ch in chans if ch.zi is not None], axis=-1)
+                out, spk, history, zi = self._run(raw[s:e, cols], history, zi, int(period[s]))
+                values[s:e, cols] = out
+                spikes[s:e, cols] = spk
+                starts[s, cols] = not carried
                 if e == n:
-                    channel.history, channel.zi = history, zi
-            if not ok[-1]:
+                    for j, ch in enumerate(chans):
+                        ch.history = history[j]
+                        ch.zi = None if zi is None else np.ascontiguousarray(zi[..., j])
+        for c, channel in enumerate(self._channels):
+            if not ok[-1, c]:
                 channel.history, channel.zi = [], None
-            channel.active = bool(ok[-1])
-            self.stats.unusable += int(n - np.count_nonzero(ok))
+            channel.active = bool(ok[-1, c])
+        self.stats.unusable += int(ok.size - np.count_nonzero(ok))
         self._last = (
             int(samples.boot_id[-1]), int(samples.seq[-1]), int(samples.t_ms[-1]), int(period[-1])
         )
@@ -181,58 +206,64 @@ class StreamFilter:
         t = samples.t_ms.astype(np.int64)
         period = samples.period_ms.astype(np.int64)
         last = self._last if self._last is not None else (-1, 0, 0, 0)
-        prev_boot = np.r_[last[0], boot[:-1]]
-        prev_seq = np.r_[last[1], seq[:-1]]
-        prev_t = np.r_[last[2], t[:-1]]
-        prev_period = np.r_[last[3], period[:-1]]
-        dt = (t - prev_t) & _MASK32
+        prev = np.empty((4, boot.size), np.int64)
+        prev[:, 0] = last
+        prev[:, 1:] = boot[:-1], seq[:-1], t[:-1], period[:-1]
+        dt = (t - prev[2]) & _MASK32
         return (
-            (boot == prev_boot)
-            & (((seq - prev_seq) & _MASK32) == 1)
-            & (period == prev_period)
+            (boot == prev[0])
+            & (((seq - prev[1]) & _MASK32) == 1)
+            & (period == prev[3])
             & (dt > 0)
             & (dt <= self.config.max_gap_factor * period)
         )
 
     def _run(
-        self, x: FloatArray, history: list[float], zi: FloatArray | None, period_ms: int
-    ) -> tuple[FloatArray, npt.NDArray[np.bool_], list[float], FloatArray | None]:
-        """One uninterrupted run of a segment: despike, then low-pass."""
-        clean, spike = self._despike(x, history)
-        history = (history + x.tolist())[-self.config.spike_window :]
+        self, x: FloatArray, history: list[list[float]], zi: FloatArray | None, period_ms: int
+    ) -> tuple[FloatArray, npt.NDArray[np.bool_], list[list[float]], FloatArray | None]:
+        """One uninterrupted run of a segment for channels side by side (x is m x channels,
+        one history list per channel): despike, then low-pass."""
+        k = self.config.spike_window
+        h = len(history[0])
+        past = np.asarray(history, dtype=np.float64).reshape(len(history), h).T
+        clean, spike = self._despike(x, past)
+        kept = np.concatenate([past, x])[-k:]
+        history = kept.T.tolist()
         sos = self._design(period_ms)
         if sos is None:
             return clean, spike, history, None
         if zi is None:
-            zi = signal.sosfilt_zi(sos) * clean[0]
-        out, zf = signal.sosfilt(sos, clean, zi=zi)
+            zi = signal.sosfilt_zi(sos)[:, :, None] * clean[0]
+        out, zf = signal.sosfilt(sos, clean, axis=0, zi=zi)
         return np.asarray(out, dtype=np.float64), spike, history, np.asarray(zf, dtype=np.float64)
 
     def _despike(
-        self, x: FloatArray, history: list[float]
+        self, x: FloatArray, past: FloatArray
     ) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+        """Causal Hampel over columns; `past` holds the segment's earlier raw values."""
         cfg = self.config
         k = cfg.spike_window
-        h = len(history)
-        full = np.concatenate([np.full(k, np.nan), np.asarray(history, dtype=np.float64), x])
-        windows = sliding_window_view(full, k)[h : h + x.size]  # the k values before each x
-        earlier = np.minimum(np.arange(h, h + x.size), k)
-        med = np.zeros(x.size)
-        mad = np.zeros(x.size)
-        whole = earlier == k
-        if whole.any():
-            w = windows[whole]
-            m = np.median(w, axis=1)
-            med[whole] = m
-            mad[whole] = np.median(np.abs(w - m[:, None]), axis=1)
-        part = (earlier >= _MIN_JUDGE) & ~whole
-        for j in np.flatnonzero(part).tolist():  # only the first few samples of a segment
-            w = windows[j, k - int(earlier[j]) :]
-            m = float(np.median(w))
-            med[j] = m
-            mad[j] = float(np.median(np.abs(w - m)))
+        m, cols = x.shape
+        h = past.shape[0]
+        full = np.concatenate([np.full((k, cols), np.nan), past, x])
+        # windows[j, c] = the k values before x[j, c] (NaN where the segment had none yet).
+        windows = sliding_window_view(full, k, axis=0)[h : h + m]
+        earlier = np.minimum(np.arange(h, h + m), k)
+        judged = earlier >= _MIN_JUDGE
+        if not judged.any():
+            return x.copy(), np.zeros(x.shape, np.bool_)
+        # The median of the c real values: NaNs sort last, so it is the mean of the sorted
+        # values at (c - 1) // 2 and c // 2 (the same element when c is odd), as np.median.
+        lo = np.maximum(earlier - 1, 0)[:, None, None] // 2
+        hi = (earlier // 2)[:, None, None]
+        ordered = np.sort(windows, axis=-1)
+        med = (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1)) / 2
+        spread = np.sort(np.abs(windows - med), axis=-1)
+        mad = (np.take_along_axis(spread, lo, -1) + np.take_along_axis(spread, hi, -1)) / 2
+        med, mad = med[..., 0], mad[..., 0]
         limit = np.maximum(cfg.spike_sigma * _MAD_TO_SIGMA * mad, cfg.spike_min_deg)
-        spike = (earlier >= _MIN_JUDGE) & (np.abs(x - med) > limit)
+        with np.errstate(invalid="ignore"):
+            spike = judged[:, None] & (np.abs(x - med) > limit)
         return np.where(spike, med, x), spike
 
     def _design(self, period_ms: int) -> npt.NDArray[np.float64] | None:

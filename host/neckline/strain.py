@@ -10,13 +10,20 @@ same samples and then finish() gives what detect() gives. The detector's state b
 explicit (_DirState per direction plus the not-yet-settled samples), and everything inside one
 chunk is vectorised: numpy finds where each run, hold and release ends, so the Python loop runs
 once per phase change, not once per sample.
+
+`to_state()` / `StrainDetector.from_state()` save and restore that state as JSON-compatible data
+(integers only, so the round trip is exact): a restored detector continues exactly as the
+original would, so an episode or minute in progress when the host stops continues after a
+restart instead of being cut.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +36,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 MINUTE_MS = 60_000
+STATE_VERSION = 1
 # Samples can be at most this long (period_ms is a u16 on the wire); bounds the hold searches.
 MAX_PERIOD_MS = 0xFFFF
 
@@ -268,10 +276,24 @@ def _run_direction(
     pmax = int(p.max()) if n else MAX_PERIOD_MS
     above = ok & (v > lv.on)
     released = ok & (v < lv.off)
-    nx_above = _next_true(above)
-    nx_stop_run = _next_true(~above | brk)
-    nx_stop_episode = _next_true(brk | ~ok | released)
-    nx_stop_clear = _next_true(brk | ~released)
+    # The "next index where ..." tables each mode needs, built on first use: a chunk that stays
+    # in one mode (mostly idle) builds one of the four, or none.
+    tables: dict[str, IntArray] = {}
+
+    def nxt(name: str) -> IntArray:
+        table = tables.get(name)
+        if table is None:
+            if name == "above":
+                table = _next_true(above)
+            elif name == "stop_run":
+                table = _next_true(~above | brk)
+            elif name == "stop_episode":
+                table = _next_true(brk | ~ok | released)
+            else:
+                table = _next_true(brk | ~released)
+            tables[name] = table
+        return table
+
     cls = np.where(ok, C_CLEAN, C_NONE).astype(np.int8)
     in_state = np.zeros(n, np.bool_)
     episodes: list[tuple[int, Episode]] = []
@@ -291,7 +313,7 @@ def _run_direction(
     while i < n:
         mode = st.mode
         if mode == _EPISODE:
-            k = int(nx_stop_episode[i])
+            k = int(nxt("stop_episode")[i])
             if k > i:
                 seg = v[i:k]
                 cls[i:k] = C_STRAIN
@@ -316,7 +338,7 @@ def _run_direction(
             i = k
             continue
         if mode == _CLEARING:
-            k = int(nx_stop_clear[i])
+            k = int(nxt("stop_clear")[i])
             m = _first_reach(t, tp, i, k, st.release_ms + lv.clear_ms, pmax)
             if m < k:
                 in_state[i:m] = True
@@ -343,7 +365,9 @@ def _run_direction(
             i = k
             continue
         if mode == _IDLE:
-            j = int(nx_above[i])
+            if i == 0 and not above.any():
+                break
+            j = int(nxt("above")[i])
             if j >= n:
                 break
             st.mode = _PENDING
@@ -352,9 +376,9 @@ def _run_direction(
             st.tent_sum = 0
             st.tent_count = 0
             pf = j
-            lo, k = j, int(nx_stop_run[j + 1])
+            lo, k = j, int(nxt("stop_run")[j + 1])
         else:
-            lo, k = i, int(nx_stop_run[i])
+            lo, k = i, int(nxt("stop_run")[i])
         m = _first_reach(t, tp, lo, k, st.start_ms + lv.hold_ms, pmax)
         hi = m + 1 if m < k else k
         if hi > lo:
@@ -460,6 +484,9 @@ class _Buffer:
 def _minute_sums(b: _Buffer, threshold: int) -> tuple[IntArray, npt.NDArray[np.int64]]:
     """Per-minute sums (rows in _ACC_FIELDS order) of final samples, split at minute edges."""
     t, p = b.t, b.p
+    first = int(t.min()) // MINUTE_MS
+    if first == int((t + p - 1).max()) // MINUTE_MS:
+        return _one_minute_sums(b, threshold, first)
     end = t + p
     m0 = t // MINUTE_MS
     minutes: list[IntArray] = []
@@ -500,6 +527,26 @@ def _minute_sums(b: _Buffer, threshold: int) -> tuple[IntArray, npt.NDArray[np.i
     return uniq, out
 
 
+def _one_minute_sums(b: _Buffer, threshold: int, minute: int
+                     ) -> tuple[IntArray, npt.NDArray[np.int64]]:
+    """_minute_sums when every sample lies wholly inside one minute (the usual live step):
+    the same sums without splitting samples at minute edges."""
+    out = np.zeros((len(_ACC_FIELDS), 1), np.int64)
+    p, ok, flex = b.p, b.ok, b.flex
+    strain = b.cls[Direction.FLEXION] == C_STRAIN
+    col = out[:, 0]
+    col[_F["samples"]] = p.shape[0]
+    col[_F["wear_ms"]] = int(p[ok].sum())
+    col[_F["strain_ms"]] = int(p[strain].sum())
+    col[_F["extension_ms"]] = int(p[b.cls[Direction.EXTENSION] == C_STRAIN].sum())
+    col[_F["lateral_ms"]] = int(p[b.cls[Direction.LATERAL] == C_STRAIN].sum())
+    col[_F["strain_load_cdeg_ms"]] = int((p * np.maximum(flex - threshold, 0))[strain].sum())
+    col[_F["flexion_sum_cdeg"]] = int(flex[ok].sum())
+    col[_F["flexion_count"]] = int(np.count_nonzero(ok))
+    col[_F["flexion_max_cdeg"]] = int(flex[ok].max()) if ok.any() else np.iinfo(np.int64).min
+    return np.asarray([minute], np.int64), out
+
+
 class StrainDetector:
     """Streaming strain detection: feed() chunks in time order, then finish().
 
@@ -534,6 +581,74 @@ class StrainDetector:
         self._last_boot: int | None = None
         self._last_emitted: int | None = None
         self.reopened_minutes = 0  # rows for a minute already emitted (time went backwards)
+
+    # --- state ---------------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The state between chunks as JSON-compatible data (configuration not included). The
+        not-yet-settled samples (up to a hold time of them) are packed: base64 of their
+        little-endian bytes, since a service saves this often."""
+        buf = self._buffer
+        return {
+            "version": STATE_VERSION,
+            "states": [
+                {"mode": st.mode, "start_ms": st.start_ms, "release_ms": st.release_ms,
+                 "peak": st.peak, "ep_sum": st.ep_sum, "ep_count": st.ep_count,
+                 "tent_sum": st.tent_sum, "tent_count": st.tent_count, "tent_n": st.tent_n}
+                for st in self._states
+            ],
+            "buffer": {
+                "t": _pack(buf.t, "<i8"), "p": _pack(buf.p, "<i8"),
+                "flex": _pack(buf.flex, "<i8"), "ok": _pack(buf.ok, "u1"),
+                "cls": [_pack(c, "i1") for c in buf.cls],
+            },
+            "open": [[minute, row.tolist()] for minute, row in sorted(self._open.items())],
+            "have_last": self._have_last,
+            "last_t": self._last_t,
+            "last_p": self._last_p,
+            "last_boot": self._last_boot,
+            "last_emitted": self._last_emitted,
+            "reopened_minutes": self.reopened_minutes,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: StrainConfig | None = None,
+                   min_wear_s: int = 30) -> StrainDetector:
+        """A detector that continues where the one `to_state` was taken from stopped (pass
+        the same configuration). Raises ValueError for another state version."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"strain state version {state.get('version')!r} is not supported")
+        det = cls(config, min_wear_s)
+        det._states = [_DirState(**{k: int(v) for k, v in st.items()}) for st in state["states"]]
+        if len(det._states) != len(Direction):
+            raise ValueError(f"strain state has {len(det._states)} directions")
+        b = state["buffer"]
+        det._buffer = _Buffer(
+            _unpack(b["t"], "<i8").astype(np.int64),
+            _unpack(b["p"], "<i8").astype(np.int64),
+            _unpack(b["flex"], "<i8").astype(np.int64),
+            _unpack(b["ok"], "u1").astype(np.bool_),
+            [_unpack(c, "i1").astype(np.int8) for c in b["cls"]],
+        )
+        det._open = {int(m): np.asarray(row, np.int64) for m, row in state["open"]}
+        det._have_last = bool(state["have_last"])
+        det._last_t = int(state["last_t"])
+        det._last_p = int(state["last_p"])
+        det._last_boot = None if state["last_boot"] is None else int(state["last_boot"])
+        det._last_emitted = None if state["last_emitted"] is None else int(state["last_emitted"])
+        det.reopened_minutes = int(state["reopened_minutes"])
+        return det
+
+    def may_report(self, minute: int) -> bool:
+        """Whether an exposure row for `minute` (floor(t / 60000) in the stream's time base)
+        may still be emitted: sums for it are open, or samples not settled yet touch it."""
+        if minute in self._open:
+            return True
+        buf = self._buffer
+        if not len(buf):
+            return False
+        first = int(buf.t[0]) // MINUTE_MS
+        last = int(buf.t[-1] + buf.p[-1] - 1) // MINUTE_MS
+        return first <= minute <= last
 
     # --- input ---------------------------------------------------------------------------------
     def feed(
@@ -704,6 +819,14 @@ class StrainDetector:
             enough_wear=wear_s >= self.min_wear_s,
             **cols,
         )
+
+
+def _pack(values: npt.NDArray[Any], dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(values, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _unpack(text: str, dtype: str) -> npt.NDArray[Any]:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype).copy()
 
 
 def cdeg_from_deg(deg: npt.ArrayLike) -> IntArray:

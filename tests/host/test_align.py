@@ -341,27 +341,61 @@ def test_unknown_boot_is_counted_and_logged(caplog: pytest.LogCaptureFixture) ->
     assert "2 device times cannot be placed: no clock evidence" in caplog.text
 
 
-def test_pending_until_evidence_settles_then_flush() -> None:
+def test_times_covered_by_flowing_evidence_are_placed_at_once() -> None:
     cfg = AlignConfig()
     aligner = ClockAligner(cfg)
     t = np.arange(0, 60_000, 100)
-    aligner.add_evidence(4, t, UTC0 + t + 5)
+    aligner.add_evidence(4, t[9::10], UTC0 + t[9::10] + 5)  # a packet every second
     now = UTC0 + 60_000
-    placed = aligner.place(np.full(t.size, 4), t, now_utc_ms=now)
-    assert (placed.status[t <= 60_000 - 100 - cfg.settle_ms] == Placement.PLACED).all()
-    assert (placed.status[t > 60_000 - 100 - cfg.settle_ms] == Placement.PENDING).all()
-    # Evidence stopped flowing (disconnect): after settle_ms everything is placed.
-    later = aligner.place(np.full(t.size, 4), t, now_utc_ms=now + cfg.settle_ms)
-    assert later.placed.all()
-    assert later.utc_ms[placed.placed].tolist() == placed.utc_ms[placed.placed].tolist()
+    beyond = np.arange(60_000, 61_000, 100)  # made after the newest live packet
+    placed = aligner.place(np.full(t.size + beyond.size, 4), np.r_[t, beyond], now_utc_ms=now)
+    assert placed.placed[: t.size].all()  # no waiting behind the newest evidence
+    assert (placed.status[t.size :] == Placement.PENDING).all()
+    # Once the evidence has been quiet for quiet_ms (the link went down) those are placed too,
+    # and nothing placed before moves.
+    later = aligner.place(np.full(beyond.size, 4), beyond, now_utc_ms=now + cfg.quiet_ms)
+    assert later.placed.all() and np.all(np.diff(later.utc_ms) > 0)
+    assert aligner.place(np.full(t.size, 4), t).utc_ms.tolist() == placed.utc_ms[: t.size].tolist()
+    # settle_ms asks for that much evidence after a time before it is placed.
+    waits = ClockAligner(replace(cfg, settle_ms=5_000))
+    waits.add_evidence(4, t[9::10], UTC0 + t[9::10] + 5)
+    held = waits.place(np.full(t.size, 4), t, now_utc_ms=now)
+    assert (held.status[t <= 59_900 - 5_000] == Placement.PLACED).all()
+    assert (held.status[t > 59_900 - 5_000] == Placement.PENDING).all()
 
 
 def test_warmup_holds_the_first_mapping_until_enough_evidence() -> None:
-    aligner = ClockAligner()
-    aligner.add_evidence(4, np.arange(0, 10_000, 100), UTC0 + np.arange(0, 10_000, 100))
-    first = aligner.place(np.array([4]), np.array([0]), now_utc_ms=UTC0 + 10_000)
+    cfg = AlignConfig()
+    sparse = ClockAligner(cfg)  # a packet every 2 s: 5 packets in 10 s, not enough
+    t = np.arange(0, 10_000, 2000)
+    sparse.add_evidence(4, t, UTC0 + t)
+    first = sparse.place(np.array([4]), np.array([0]), now_utc_ms=UTC0 + 10_000)
     assert first.status.tolist() == [Placement.PENDING]
-    assert aligner.place(np.array([4]), np.array([0])).placed.all()  # flush places anyway
+    assert sparse.place(np.array([4]), np.array([0])).placed.all()  # flush places anyway
+    t = np.arange(10_000, 32_000, 2000)  # ... until the evidence spans warmup_ms
+    sparse.add_evidence(4, t, UTC0 + t)
+    assert sparse.place(np.array([4]), np.array([30_000]), now_utc_ms=UTC0 + 32_000).placed.all()
+    dense = ClockAligner(cfg)  # a packet every 250 ms: warm after warmup_packets of them
+    t = np.arange(0, 250 * (cfg.warmup_packets - 1), 250)
+    dense.add_evidence(4, t, UTC0 + t)
+    now = int(UTC0 + t[-1] + 10)
+    assert dense.place(np.array([4]), np.array([0]), now_utc_ms=now).status.tolist() == [
+        Placement.PENDING]
+    dense.add_evidence(4, [t[-1] + 250], [UTC0 + t[-1] + 250])
+    assert dense.place(np.array([4]), np.array([0]), now_utc_ms=now + 250).placed.all()
+    # A pause longer than gap_ms (a disconnection) starts a new warm-up for mapping beyond it.
+    resume = int(t[-1]) + 250 + cfg.gap_ms + 60_000
+    dense.add_evidence(4, [resume], [UTC0 + resume])
+    assert dense.place(np.array([4]), np.array([resume]), now_utc_ms=UTC0 + resume + 10
+                       ).status.tolist() == [Placement.PENDING]
+    again = resume + np.arange(1, cfg.warmup_packets) * 250
+    dense.add_evidence(4, again, UTC0 + again)
+    assert dense.place(np.array([4]), np.array([resume]), now_utc_ms=int(UTC0 + again[-1])
+                       ).placed.all()
+    # The count survives a save and restore.
+    state = json.loads(dense.to_json())
+    assert state["boots"][0]["resume_packets"] == cfg.warmup_packets
+    assert ClockAligner.from_state(state).to_state() == dense.to_state()
 
 
 def test_expired_times_are_refused_not_remapped() -> None:

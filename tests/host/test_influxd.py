@@ -94,6 +94,9 @@ def test_a_taken_remembered_port_gives_new_ones(tmp_path: Path) -> None:
     first = server.start(die_with_parent=True)
     server.stop()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        # The stopped server's connections may leave the port in TIME_WAIT; SO_REUSEADDR lets
+        # the squatter bind it anyway, and its listen() makes the port truly taken.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", first.port))
         squatter.listen(1)
         try:

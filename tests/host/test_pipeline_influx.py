@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import pytest
 
 import neckline.influxd
 from neckline import queries as q
+from neckline.backoff import Backoff
+from neckline.headache.store import entry_point, row_entry
 from neckline.influxd import InfluxdState, LocalInfluxd
 from neckline.influxql import ping, query, series_values
 from neckline.pipeline import Pipeline, PipelineSettings
-from neckline.store import Backoff, Batcher, Spool, V1Writer, ensure_schema_v1
+from neckline.store import Batcher, Spool, V1Writer, encode_points, ensure_schema_v1
 from neckline.strain import Direction, StrainDetector
 from neckline.strain_config import StrainConfig
 from tests.host.pipeline_world import Scenario, chunks, scenario
@@ -163,6 +166,14 @@ async def test_every_sample_once_and_everything_else_in_place(
     headaches = rows(url, db, q.headaches(layout, wide(start)))
     assert len(headaches) == 1 and headaches[0]["needs_details"] == 1
     assert headaches[0]["source"] == "device"
+    marker = row_entry(headaches[0])
+    assert marker.needs_details and marker.severity is None and marker.notes == ""
+    # The user describes it (as `neckline headache edit` stores it) ...
+    described = marker.with_changes(severity=5, type="tension", notes="after a long drive",
+                                    needs_details=False)
+    body = b"\n".join(b.body for b in encode_points([entry_point(described)]).batches)
+    urllib.request.urlopen(urllib.request.Request(
+        f"{url}/write?db={db}&rp=forever&precision=ms", data=body))
 
     # The strain share only counts scored minutes.
     share = rows(url, db, q.strain_share(layout, DEVICE, wide(start), "1d"))
@@ -183,6 +194,9 @@ async def test_every_sample_once_and_everything_else_in_place(
         lambda: 300, None))))
     assert posture_rows(url, db, wide(start)) == got
     assert rows(url, db, q.exposure(layout, DEVICE, wide(start))) == exposure
+    # ... and the marker written again did not undo the user's description.
+    (again_marker,) = rows(url, db, q.headaches(layout, wide(start)))
+    assert row_entry(again_marker) == described
 
 
 async def test_streaming_in_chunks_equals_one_batch(

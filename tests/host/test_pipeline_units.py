@@ -18,15 +18,13 @@ import pytest
 
 from neckline.decode import SampleArrays
 from neckline.link.records import SessionUp
-from neckline.pipeline import Pipeline, PipelineSettings, strain_state, write_json_atomic
+from neckline.pipeline import Pipeline, PipelineSettings, write_json_atomic
 from neckline.pipeline.held import HELD_DTYPE, HeldSamples
 from neckline.progress import Progress
 from neckline.protocol import StateFlag, Status
 from neckline.store.errors import SpoolFull
 from neckline.store.lineproto import LineBatch
-from neckline.strain import StrainDetector, detect
-from neckline.strain_config import StrainConfig
-from tests.host.pipeline_world import CAL, Link, make_world, scenario
+from tests.host.pipeline_world import Link, make_world, scenario
 
 ADDRESS = "C0:DE:00:00:00:01"
 
@@ -82,39 +80,6 @@ def test_held_samples_stay_sorted_unique_and_round_trip() -> None:
     again = HeldSamples.from_state(json.loads(json.dumps(held.to_state())))
     assert again.rows.tobytes() == held.rows.tobytes()
     assert again.pop_front(2)["useq"].tolist() == [5, 10] and again.first_useq == 11
-
-
-# --- the strain detector's saved state ---------------------------------------------------------
-def test_strain_detector_state_round_trip_continues_identically() -> None:
-    rng = np.random.default_rng(3)
-    n = 6000
-    t = np.arange(n, dtype=np.int64) * 100 + 7_000_000
-    t[3000:] += 250  # a gap
-    flex = np.where((np.arange(n) // 700) % 2 == 0, 3300, 500) + rng.integers(-800, 800, n)
-    lat = rng.integers(-2500, 2500, n)
-    flags = np.full(n, CAL)
-    flags[4100:4200] |= 0x02
-    cfg = StrainConfig(hold_s=20, clear_hold_s=3)
-    whole = detect(t, np.full(n, 100), flex, lat, flags, config=cfg)
-    det = StrainDetector(cfg, 30)
-    episodes, minutes, in_strain = [], [], []
-    cuts = sorted(rng.choice(np.arange(1, n), 25, replace=False).tolist())
-    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
-        r = det.feed(t[a:b], np.full(b - a, 100), flex[a:b], lat[a:b], flags[a:b])
-        episodes += r.episodes
-        minutes.append(r.minutes)
-        in_strain.append(r.in_strain)
-        det = strain_state.restore(json.loads(json.dumps(strain_state.save(det))), cfg, 30)
-    last = det.finish()
-    episodes += last.episodes
-    minutes.append(last.minutes)
-    assert episodes == whole.episodes and len(episodes) > 4
-    assert np.concatenate(in_strain).tolist() == whole.in_strain.tolist()
-    got = [m for part in minutes for m in zip(part.minute.tolist(), part.strain_ms.tolist(),
-                                               part.wear_ms.tolist(), strict=True)]
-    want = list(zip(whole.minutes.minute.tolist(), whole.minutes.strain_ms.tolist(),
-                    whole.minutes.wear_ms.tolist(), strict=True))
-    assert got == want
 
 
 # --- the state file ----------------------------------------------------------------------------
@@ -359,31 +324,3 @@ def test_state_files_are_private(tmp_path: Path) -> None:
     for name in ("state.json", "clocks.json"):
         mode = os.stat(tmp_path / "state" / name).st_mode
         assert stat.S_IMODE(mode) == 0o600
-
-
-# --- posture rows with missing angles ------------------------------------------------------------
-@pytest.mark.parametrize("decimals", [4, 2, 0, None])
-def test_grouped_posture_encoding_gives_the_stores_bytes(decimals: int | None) -> None:
-    from neckline.pipeline.posture_rows import encode_rows
-    from neckline.store import encode_posture
-
-    rng = np.random.default_rng(decimals or 9)
-    n = 3000
-    floats = rng.normal(10, 30, (5, n))
-    floats[rng.random((5, n)) < 0.3] = np.nan  # missing angles in every combination
-    floats[0, :40] = np.inf
-    floats[1, 40:45] = 1e13  # too large for the scaled-integer form: the store's own path
-    floats[2, 45:50] = -3e12
-    cols = {
-        "time_ms": 1_767_225_600_000 + np.arange(n) * 40,
-        "flexion": floats[0], "lateral": floats[1], "rotation": floats[2],
-        "flexion_raw": np.round(floats[3], 2), "lateral_raw": np.round(floats[4], 2),
-        "seq": np.arange(n, dtype=np.int64) + (1 << 33), "boot": np.full(n, 3),
-        "flags": rng.integers(0, 32, n), "worn": rng.integers(0, 2, n),
-        "strain": rng.integers(0, 2, n), "backfill": rng.integers(0, 2, n),
-    }
-    want = encode_posture("neckline-x.y", decimals=decimals, **cols)
-    got = encode_rows("neckline-x.y", cols, decimals)
-    assert want is not None and got is not None
-    assert got.body.split(b"\n") == want.body.split(b"\n")
-    assert (got.dest, got.lines) == (want.dest, want.lines)

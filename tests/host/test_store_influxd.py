@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from neckline.backoff import Backoff
 from neckline.influxd import InfluxdState
 from neckline.influxql import query, series_values
 from neckline.store import (
-    Backoff,
     Batcher,
     LineBatch,
     Point,

@@ -222,6 +222,39 @@ def test_posture_fast_and_slow_rows_use_the_same_format() -> None:
         == fast_line
 
 
+@pytest.mark.parametrize("decimals", [4, 2, 0, None])
+def test_posture_rows_missing_angles_encode_as_if_alone(decimals: int | None) -> None:
+    # Rows are grouped by which angles they have (off the neck, uncalibrated...): the grouping
+    # must not show, every line is what encoding its row alone gives.
+    rng = np.random.default_rng(decimals or 9)
+    n = 400
+    floats = rng.normal(10, 30, (5, n))
+    floats[rng.random((5, n)) < 0.3] = np.nan  # missing angles in every combination
+    floats[0, :20] = np.inf
+    floats[1, 20:25] = 1e14  # too large for the scaled-integer form: the per-row path
+    floats[2, 25:30] = -3e12
+    cols = {
+        "time_ms": 1_767_225_600_000 + np.arange(n) * 40,
+        "flexion": floats[0], "lateral": floats[1], "rotation": floats[2],
+        "flexion_raw": np.round(floats[3], 2), "lateral_raw": np.round(floats[4], 2),
+        "seq": np.arange(n, dtype=np.int64) + (1 << 33), "boot": np.full(n, 3),
+        "flags": rng.integers(0, 32, n), "worn": rng.integers(0, 2, n),
+        "strain": rng.integers(0, 2, n), "backfill": rng.integers(0, 2, n),
+    }
+    batch = encode_posture("neckline-x.y", decimals=decimals, **cols)
+    assert batch is not None and batch.lines == n
+    alone = []
+    for i in range(n):
+        one = encode_posture("neckline-x.y", decimals=decimals,
+                             **{k: v[i : i + 1] for k, v in cols.items()})
+        assert one is not None
+        alone.append(one.body)
+    assert split_lines(batch.body) == alone
+    assert b" flexion=" not in alone[0]  # no value: left out
+    if decimals in (2, 4):
+        assert b"lateral=100000000000000.0," in alone[20]
+
+
 def test_posture_rejects_bad_columns() -> None:
     base = dict(time_ms=np.array([1, 2]), flexion=0.0, lateral=0.0, rotation=0.0,
                 flexion_raw=0.0, lateral_raw=0.0, seq=np.array([1, 2]), boot=1, flags=0,

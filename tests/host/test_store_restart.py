@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 import neckline.influxd
+from neckline.backoff import Backoff
 from neckline.influxd import InfluxdState, LocalInfluxd
 from neckline.influxql import ping, query, series_values
 from neckline.store import (
-    Backoff,
     Batcher,
     LineBatch,
     Spool,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neckline.backoff import Backoff
 from neckline.config import InfluxConfig
 from neckline.store import (
-    Backoff,
     Batcher,
     LineBatch,
     Outcome,

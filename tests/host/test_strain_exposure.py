@@ -3,6 +3,7 @@ whole path device bytes -> decoder -> detector against the device's own summary 
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -166,3 +167,45 @@ def test_device_bytes_through_the_decoder_give_the_devices_summary_records() -> 
     assert sum(minutes.strain_s.tolist()) > 0
     # The device's IN_STRAIN state per sample is what the host derives.
     assert "".join(str(int(x)) for x in result.in_strain) == device["in_strain"]
+
+
+def test_saved_state_continues_identically_and_tells_which_minutes_may_come() -> None:
+    rng = np.random.default_rng(3)
+    n = 6000
+    t = np.arange(n, dtype=np.int64) * 100 + 7_000_000
+    t[3000:] += 250  # a gap
+    flex = np.where((np.arange(n) // 700) % 2 == 0, 3300, 500) + rng.integers(-800, 800, n)
+    lat = rng.integers(-2500, 2500, n)
+    flags = np.full(n, CAL)
+    flags[4100:4200] = NOT_WORN
+    cfg = StrainConfig(hold_s=20, clear_hold_s=3)
+    whole = detect(t, np.full(n, 100), flex, lat, flags, config=cfg)
+    det = StrainDetector(cfg, 30)
+    episodes, minutes, in_strain = [], [], []
+    emitted: set[int] = set()
+    cuts = sorted(rng.choice(np.arange(1, n), 25, replace=False).tolist())
+    for a, b in zip([0, *cuts], [*cuts, n], strict=True):
+        r = det.feed(t[a:b], np.full(b - a, 100), flex[a:b], lat[a:b], flags[a:b])
+        episodes += r.episodes
+        minutes.append(r.minutes)
+        in_strain.append(r.in_strain)
+        emitted.update(r.minutes.minute.tolist())
+        det = StrainDetector.from_state(json.loads(json.dumps(det.to_state())), cfg, 30)
+        # A minute already emitted cannot come again; the one the last sample is in can.
+        assert not any(det.may_report(m) for m in emitted)
+        assert det.may_report(int(t[b - 1]) // 60_000)
+    last = det.finish()
+    episodes += last.episodes
+    minutes.append(last.minutes)
+    assert not det.may_report(int(t[-1]) // 60_000)  # finished: nothing open any more
+    assert episodes == whole.episodes and len(episodes) > 4
+    assert np.concatenate(in_strain).tolist() == whole.in_strain.tolist()
+    got = [m for part in minutes for m in zip(part.minute.tolist(), part.strain_ms.tolist(),
+                                               part.wear_ms.tolist(), strict=True)]
+    want = list(zip(whole.minutes.minute.tolist(), whole.minutes.strain_ms.tolist(),
+                    whole.minutes.wear_ms.tolist(), strict=True))
+    assert got == want
+    state = det.to_state()
+    state["version"] = 0
+    with pytest.raises(ValueError, match="version"):
+        StrainDetector.from_state(state, cfg, 30)

@@ -323,7 +323,7 @@ class Service:
 
     async def _discover(self, stop: asyncio.Event) -> None:
         """Keep scanning: wearers BlueZ is bonded with are taken on when heard."""
-        from neckline.store.backoff import Backoff
+        from neckline.backoff import Backoff
 
         backoff = Backoff(5.0, 300.0)
         failures = 0
@@ -355,8 +355,8 @@ class Service:
 
     # -- storage side tasks ---------------------------------------------------------------------
     async def _schema(self, stop: asyncio.Event) -> None:
+        from neckline.backoff import Backoff
         from neckline.store import StoreError, ensure_schema_v1
-        from neckline.store.backoff import Backoff
 
         influx = self.cfg.influx
         if influx.dialect != "v1":

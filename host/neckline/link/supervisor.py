@@ -30,6 +30,7 @@ from typing import TypeVar
 from bleak.exc import BleakError
 from bleak_retry_connector import close_stale_connections_by_address
 
+from neckline.backoff import Backoff
 from neckline.link.allowlist import normalise_address
 from neckline.link.controlpoint import LinkError
 from neckline.link.discovery import WearerFinder
@@ -38,7 +39,6 @@ from neckline.link.records import Sink
 from neckline.link.session import BondBroken, NotBonded, Session
 from neckline.link.settings import LinkSettings
 from neckline.protocol import ProtocolError
-from neckline.store.backoff import Backoff
 from neckline.strain_config import StrainConfig
 
 log = logging.getLogger(__name__)

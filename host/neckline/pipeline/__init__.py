@@ -8,8 +8,6 @@ docs/pipeline.md describes it. The pieces:
 | `device.py` | `DeviceState`: one wearer's stages and the ordering of its samples |
 | `held.py` | the samples waiting for their turn in device order, persisted |
 | `points.py` | exposure, episode, event and link points |
-| `posture_rows.py` | posture line protocol, fast also for rows with missing angles |
-| `strain_state.py` | saving and restoring the strain detector between runs |
 | `statefile.py` | the atomic, owner-only JSON state file |
 | `settings.py` | `PipelineSettings` |
 """

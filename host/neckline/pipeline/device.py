@@ -53,7 +53,6 @@ from neckline.link.records import (
     SummaryBackfilled,
     TimeSynced,
 )
-from neckline.pipeline import strain_state
 from neckline.pipeline.held import HeldSamples, Rows, as_samples, rows_from, sort_unique
 from neckline.pipeline.points import (
     SummaryRow,
@@ -63,7 +62,6 @@ from neckline.pipeline.points import (
     round_minute,
     summary_point,
 )
-from neckline.pipeline.posture_rows import encode_rows
 from neckline.pipeline.settings import PipelineSettings
 from neckline.protocol import (
     BufferOverflow,
@@ -76,6 +74,7 @@ from neckline.protocol import (
 )
 from neckline.sequence import IntervalSet, SeqRange, SequenceTracker, seq_delta
 from neckline.store.lineproto import LineBatch
+from neckline.store.posture_lines import encode_posture
 from neckline.store.records import Point
 from neckline.strain import MINUTE_MS, StrainDetector, cdeg_from_deg
 
@@ -331,8 +330,8 @@ class DeviceState:
             cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
             n = int(cols["seq"].size)
             for a in range(0, n, max_lines):
-                batch = encode_rows(self.tag, {k: v[a : a + max_lines] for k, v in cols.items()},
-                                    self.settings.decimals)
+                batch = encode_posture(self.tag, decimals=self.settings.decimals,
+                                       **{k: v[a : a + max_lines] for k, v in cols.items()})
                 if batch is not None:
                     out.posture.append(batch)
             out.span = (int(cols["time_ms"].min()), int(cols["time_ms"].max()))
@@ -571,7 +570,7 @@ class DeviceState:
             if self.covered.covered(minute, 1)[0]:
                 self.stats.summaries_superseded += 1
                 continue
-            if strain_state.may_report(self.detector, minute):
+            if self.detector.may_report(minute):
                 keep.append(entry)
                 continue
             passed = self.last_sample_utc is not None and minute_ms + MINUTE_MS <= (
@@ -631,17 +630,18 @@ class DeviceState:
         }
 
     # --- persistence -------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, *, aligner: bool = True) -> dict[str, Any]:
+        """Everything of the device (`aligner=False`: all but the clock aligner, which the
+        driver keeps in its own file)."""
         if self._late:
             raise RuntimeError("late samples must be released before the state is saved")
-        return {
+        state = {
             "version": STATE_VERSION,
             "address": self.address,
             "sequence": self.tracker.to_state(),
-            "aligner": self.aligner.to_state(),
             "filters": {"ordered": self.ordered_filter.to_state(),
                         "late": self.late_filter.to_state()},
-            "strain": strain_state.save(self.detector),
+            "strain": self.detector.to_state(),
             "held": self.held.to_state(),
             "frontier": self.frontier,
             "block_key": self.block_key,
@@ -657,6 +657,9 @@ class DeviceState:
             "rejected": self.rejections.as_dict(),
             "link": self.link.as_dict(),
         }
+        if aligner:
+            state["aligner"] = self.aligner.to_state()
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], tag: str, settings: PipelineSettings
@@ -668,7 +671,8 @@ class DeviceState:
         dev.aligner = ClockAligner.from_state(state["aligner"], settings.align)
         dev.ordered_filter = StreamFilter.from_state(state["filters"]["ordered"], settings.filters)
         dev.late_filter = StreamFilter.from_state(state["filters"]["late"], settings.filters)
-        dev.detector = strain_state.restore(state["strain"], settings.strain, settings.min_wear_s)
+        dev.detector = StrainDetector.from_state(state["strain"], settings.strain,
+                                                 settings.min_wear_s)
         dev.held = HeldSamples.from_state(state["held"])
         dev.frontier = _opt_int(state["frontier"])
         key = state["block_key"]

@@ -7,7 +7,8 @@
 One step takes every record that arrived (in order), lets each device's DeviceState take its
 records and release what may go out, then commits:
 
-1. **clocks** (`clocks.json`): the aligner state of every device, written when any changed. The
+1. **clocks** (`clocks.json`): the aligner state of every device, written when any changed (it is
+   kept there only, not again in the state file). The
    clock mapping is append-only, so saving it *before* the points it placed reach the spool means a
    crash at any later moment only leads to the same samples being placed again at the same
    milliseconds (docs/alignment.md, "Why storage is idempotent").
@@ -40,6 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from neckline.align import ClockAligner
 from neckline.config import default_device_tag
 from neckline.link.records import LinkRecord
 from neckline.pipeline.device import DeviceState, StepOutput
@@ -62,7 +64,12 @@ ROLLUP_WINDOW_MS = 14 * 60_000
 
 
 class BatchSink(Protocol):
-    """Where line protocol goes: neckline.store.Batcher (or anything with its `submit`)."""
+    """Where line protocol goes: neckline.store.Batcher (or anything with its `submit`).
+
+    A sink that also has `expedite()` (the Batcher) is told after each step that the step's
+    batches are complete, so they are sent at once instead of after the store's `max_delay`:
+    the step already gathered `batch_interval` of input, waiting again would only add latency.
+    """
 
     def submit(self, batch: LineBatch) -> int: ...
 
@@ -124,6 +131,7 @@ class Pipeline:
         self._state = StateFile(state_dir / STATE_FILE, fsync=self.settings.fsync)
         self._clocks = StateFile(state_dir / CLOCKS_FILE, fsync=self.settings.fsync)
         self._committed: dict[str, dict[str, Any]] = {}  # device -> state as last saved
+        self._clock_states: dict[str, dict[str, Any]] = {}  # device -> aligner as last saved
         self._broken: dict[str, Any] = {}  # device states that could not be restored: kept
         self._inbox: deque[LinkRecord] = deque()
         self._put: Counter[str] = Counter()
@@ -148,8 +156,11 @@ class Pipeline:
         self._rollups = [[int(a), int(b)] for a, b in doc.get("rollups", [])]
         newer_clocks = clocks.get("devices", {}) if clocks.get("version") == DOC_VERSION else {}
         for address, state in doc.get("devices", {}).items():
-            if address in newer_clocks:
-                state = {**state, "aligner": newer_clocks[address]}
+            # The aligner lives in clocks.json, which is never older than state.json (files of
+            # earlier versions also kept it in the state: then the newer one wins).
+            aligner = newer_clocks.get(address, state.get("aligner"))
+            state = {**state, "aligner": ClockAligner(self.settings.align).to_state()
+                     if aligner is None else aligner}
             try:
                 dev = DeviceState.from_state(state, self.tag_for(address), self.settings)
             except (ValueError, KeyError, TypeError) as exc:
@@ -158,7 +169,7 @@ class Pipeline:
                 self._broken[address] = state
                 continue
             self.devices[address] = dev
-            self._committed[address] = state
+            self._commit(address, state)
         if self.devices:
             log.info("pipeline state restored for %d device(s) from %s", len(self.devices),
                      self._state.path)
@@ -168,8 +179,14 @@ class Pipeline:
         if dev is None:
             dev = DeviceState(address, self.tag_for(address), self.settings)
             self.devices[address] = dev
-            self._committed[address] = dev.to_state()
+            self._commit(address, dev.to_state())
         return dev
+
+    def _commit(self, address: str, state: dict[str, Any]) -> None:
+        """Note a device's state as saved: its aligner for clocks.json, the rest for state.json."""
+        rest = dict(state)
+        self._clock_states[address] = rest.pop("aligner")
+        self._committed[address] = rest
 
     def _save_state(self) -> None:
         self._state.save({"version": DOC_VERSION, "devices": self._committed,
@@ -279,13 +296,13 @@ class Pipeline:
         state = {**self._committed[address], "aligner": aligner}
         self.devices[address] = DeviceState.from_state(state, self.tag_for(address),
                                                        self.settings)
-        self._committed[address] = state
+        self._commit(address, state)
 
     def _prepare(self, compute: Callable[[], _Outputs]) -> _Prepared:
         """CPU work and the clocks: everything before the spool (any thread)."""
         with self._lock:
             outputs, counts = compute()
-            clocks = {a: s["aligner"] for a, s in self._committed.items()}
+            clocks = dict(self._clock_states)
             changed = False
             for address in outputs:
                 new = self.devices[address].aligner.to_state()
@@ -303,6 +320,9 @@ class Pipeline:
                 self.sink.submit(batch)
         except StoreError as exc:
             prepared.refused = exc
+        expedite = getattr(self.sink, "expedite", None)
+        if prepared.batches and callable(expedite):
+            expedite()
         return prepared
 
     def _finish(self, prepared: _Prepared) -> None:
@@ -318,7 +338,8 @@ class Pipeline:
                     self._rollback(address, prepared.clocks[address])
             elif outputs:
                 for address in outputs:
-                    self._committed[address] = self.devices[address].to_state()
+                    self._committed[address] = self.devices[address].to_state(aligner=False)
+                    self._clock_states[address] = prepared.clocks[address]
                 self._note_rollups(outputs.values())
                 self._save_state()
             for address, n in prepared.counts.items():

@@ -1,8 +1,9 @@
 """What the pipeline stores besides posture rows, as schema-checked Points (docs/schema.md).
 
 Exposure rows (host-computed per minute, or the device's own summary records), strain episodes,
-device events (with a `headache` entry for the wearer's marker button) and link status.
-docs/pipeline.md gives the field mapping of device events.
+device events and link status. docs/pipeline.md gives the field mapping of device events. The
+`headache` entry a marker-button press opens comes from neckline.headache.device, the one place
+that knows how a marker may be written without overwriting what the user added since.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from neckline.headache.device import marker_point
 from neckline.protocol import (
     BufferOverflow,
     CalibrationOutcome,
@@ -122,7 +124,10 @@ def summary_point(device: str, row: SummaryRow, min_wear_s: int) -> Point:
 
 
 def event_points(device: str, event: Event, utc_ms: int) -> list[Point]:
-    """The device_event row of an event; a headache marker also opens a `headache` entry."""
+    """The device_event row of an event; a headache marker also opens a `headache` entry
+    (`marker_point`: only its id and the needs-details flag, so a marker written again, after
+    a restart or a re-sent backlog, cannot overwrite the severity, type or notes the user has
+    added since)."""
     data = event.data
     value: float | None = None
     detail = ""
@@ -149,12 +154,9 @@ def event_points(device: str, event: Event, utc_ms: int) -> list[Point]:
         {"code": int(event.code), "value": None if value is None else _opt(value),
          "detail": detail, "event_seq": event.event_seq},
     )]
-    if isinstance(data, HeadacheMarker):
-        points.append(Point(
-            "headache", utc_ms, {"source": "device"},
-            {"needs_details": 1, "id": f"{device}:{event.boot_id}:{event.event_seq}",
-             "notes": f"marker on {device}"},
-        ))
+    marker = marker_point(device, event, utc_ms)
+    if marker is not None:
+        points.append(marker)
     return points
 
 

@@ -5,7 +5,6 @@
 See docs/storage.md for the guarantees and docs/schema.md for what is stored.
 """
 
-from neckline.store.backoff import Backoff
 from neckline.store.batcher import Batcher, StoreStatus
 from neckline.store.errors import (
     BatcherClosed,
@@ -26,7 +25,6 @@ from neckline.store.writer_v1 import V1Writer
 from neckline.store.writer_v2 import V2Writer
 
 __all__ = [
-    "Backoff",
     "Batcher",
     "BatcherClosed",
     "EncodeReport",

@@ -2,8 +2,10 @@
 
 `submit` appends a batch to the spool and returns; nothing is held only in memory. One sender task
 takes the oldest unacknowledged records (up to `max_lines` / `max_body_bytes`, one destination at
-a time), sends them once there are `max_lines` waiting or the oldest has waited `max_delay`
-seconds, and acknowledges them in the spool only when they are dealt with:
+a time), sends them once there are `max_lines` waiting, the oldest has waited `max_delay`
+seconds, or the producer said a batch is complete (`expedite`: the pipeline does after each
+processing step, which is a batch already), and acknowledges them in the spool only when they are
+dealt with:
 
 * 2xx: written.
 * 413: the batch is split in halves, down to single lines; a single line still too large is
@@ -31,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass
 from types import TracebackType
 
-from neckline.store.backoff import Backoff
+from neckline.backoff import Backoff
 from neckline.store.errors import BatcherClosed, SpoolFull, SpoolWriteError
 from neckline.store.lineproto import LineBatch, join_lines, split_lines
 from neckline.store.records import EncodeReport, Point, encode_points
@@ -103,6 +105,7 @@ class Batcher:
         self._closing = False
         self._closed = False
         self._urgent = 0
+        self._expedite_upto = -1  # records up to this id are due now (`expedite`)
         self._submitted: deque[tuple[int, float]] = deque()
         self._state = "stopped"
         self._written = 0
@@ -210,6 +213,13 @@ class Batcher:
             self.submit(batch)
         return report
 
+    def expedite(self) -> None:
+        """Make everything submitted so far due now instead of after `max_delay`: the producer
+        has finished a batch (the pipeline's processing step) and more will not come soon."""
+        if self._submitted:
+            self._expedite_upto = self._submitted[-1][0]
+            self._wake.set()
+
     async def flush(self, timeout: float | None = None) -> bool:
         """Send everything pending now; True once the spool is empty, False on timeout."""
         self._urgent += 1
@@ -254,7 +264,7 @@ class Batcher:
         oldest = self._spool.oldest_pending_id
         if self._closing or self._urgent or oldest is None:
             return -math.inf
-        if self._spool.pending_lines >= self._max_lines:
+        if self._spool.pending_lines >= self._max_lines or oldest <= self._expedite_upto:
             return -math.inf
         if not self._submitted or self._submitted[0][0] != oldest:
             return -math.inf  # recovered from a previous run: overdue

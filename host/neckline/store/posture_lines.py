@@ -7,8 +7,11 @@ and written as a scaled integer in scientific notation, `123456e-4`: the float 1
 double as `float("12.3456")`), in the float syntax the line-protocol reference allows.
 `decimals=None` writes the exact shortest repr instead, at about three times the cost.
 
-Rows in which some angle is NaN/inf (no value) or too large for the integer trick take a slower
-per-row path that leaves those fields out, so nothing invalid is ever written.
+Rows in which some angle is NaN/inf (no value) leave that field out, so nothing invalid is ever
+written. Such rows are common (every sample off the neck or before calibration has no filtered
+angles), so rows are grouped by which angles they have and each group is formatted in one pass
+with its own format. Only angles too large for the integer trick (|value| * 10**decimals >= 2**53)
+take a per-row path that writes the rounded float's repr.
 """
 
 from __future__ import annotations
@@ -106,29 +109,62 @@ def encode_posture(
             POSTURE_INT_FIELDS, (seq, boot, flags, worn, strain, backfill), strict=True
         )
     ]
-    stamps: list[int] = times.astype(np.int64).tolist()
+    stamps = times.astype(np.int64)
     prefix = f"{POSTURE},device={escape_tag_value(device)} ".encode()
     stacked = np.stack(floats)
-    good = np.isfinite(stacked).all(axis=0)
+    present = np.isfinite(stacked)
+    # rows with an angle too large for the scaled-integer form
+    odd: NDArray[np.bool_] = np.zeros(n, np.bool_)
     if decimals is None:
         float_fmt = b"%r"
-        float_cols: list[list[float]] | list[list[int]] = [c.tolist() for c in floats]
+        cells: NDArray[np.float64] | NDArray[np.int64] = stacked
     else:
         float_fmt = b"%de-" + str(decimals).encode() if decimals else b"%d"
         with np.errstate(invalid="ignore", over="ignore"):
             scaled = np.rint(stacked * (10.0**decimals))
-            good &= (np.abs(scaled) < _EXACT_LIMIT).all(axis=0)
-        scaled[:, ~good] = 0.0
-        float_cols = [row.astype(np.int64).tolist() for row in scaled]
-    fmt = prefix + b",".join(
-        [name.encode() + b"=" + float_fmt for name in POSTURE_FLOAT_FIELDS]
-        + [name.encode() + b"=%di" for name in POSTURE_INT_FIELDS]
-    ) + b" %d"
-    lines: list[bytes] = [fmt % row for row in zip(*float_cols, *ints, stamps, strict=True)]
-    if not good.all():
-        for i in np.flatnonzero(~good).tolist():
-            lines[i] = _slow_line(prefix, floats, ints, stamps, i, decimals)
+            exact = present & (np.abs(scaled) < _EXACT_LIMIT)
+        odd = np.asarray((present & ~exact).any(axis=0), np.bool_)
+        cells = np.where(exact, scaled, 0.0).astype(np.int64)
+    int_fmt = [name.encode() + b"=%di" for name in POSTURE_INT_FIELDS]
+    lines: list[bytes]
+    if bool(present.all()) and not odd.any():  # the usual case: one format for every row
+        lines = _format_rows(prefix, float_fmt, list(range(len(POSTURE_FLOAT_FIELDS))), int_fmt,
+                             [row.tolist() for row in cells], ints, stamps.tolist())
+    else:
+        lines = [b""] * n
+        weights = (1 << np.arange(len(POSTURE_FLOAT_FIELDS)))[:, None]
+        pattern = np.where(odd, -1, (present * weights).sum(axis=0))
+        for p in np.unique(pattern).tolist():
+            rows = np.flatnonzero(pattern == p)
+            if p < 0:
+                row_list = stamps.tolist()
+                for i in rows.tolist():
+                    lines[i] = _slow_line(prefix, floats, ints, row_list, i, decimals)
+                continue
+            fields = [k for k in range(len(POSTURE_FLOAT_FIELDS)) if p >> k & 1]
+            group = _format_rows(prefix, float_fmt, fields, int_fmt,
+                                 [cells[k, rows].tolist() for k in fields],
+                                 [[col[i] for i in rows.tolist()] for col in ints],
+                                 stamps[rows].tolist())
+            for i, line in zip(rows.tolist(), group, strict=True):
+                lines[i] = line
     return LineBatch(destination(POSTURE), b"\n".join(lines), n)
+
+
+def _format_rows(
+    prefix: bytes,
+    float_fmt: bytes,
+    fields: list[int],
+    int_fmt: list[bytes],
+    float_cols: list[list[float]] | list[list[int]],
+    int_cols: list[list[int]],
+    stamps: list[int],
+) -> list[bytes]:
+    """Rows that all have the angles `fields` (indexes into POSTURE_FLOAT_FIELDS), one format."""
+    fmt = prefix + b",".join(
+        [POSTURE_FLOAT_FIELDS[k].encode() + b"=" + float_fmt for k in fields] + int_fmt
+    ) + b" %d"
+    return [fmt % row for row in zip(*float_cols, *int_cols, stamps, strict=True)]
 
 
 def _slow_line(

@@ -1,4 +1,5 @@
-"""Exponential back-off with jitter and a cap, for when the server is down or refusing."""
+"""Exponential back-off with jitter and a cap, for anything that retries: the store's sender
+when the server is down or refusing, the link's reconnect loop, the service's scans."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import random
 class Backoff:
     """Delays grow base, 2*base, 4*base ... up to `cap`; each is jittered down by up to half.
 
-    The jitter keeps several Neckline hosts (or restarts) from retrying in lockstep; keeping the
-    lower half out means a delay never collapses to nothing.
+    The jitter keeps several Neckline hosts, wearers or restarts from retrying in lockstep;
+    keeping the lower half out means a delay never collapses to nothing.
     """
 
     def __init__(self, base: float = 0.5, cap: float = 60.0, rng: random.Random | None = None):
