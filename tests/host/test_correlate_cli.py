@@ -69,6 +69,14 @@ def test_windows_and_type_options(files: tuple[Path, Path],
     assert main(_offline(files, "--json", "--windows", "0-2,6-12")) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["prodrome"] is None
+    # In the family, 0-2 h is tested and adjusted like the others: nothing calls it apart.
+    assert main(_offline(files, "--windows", "0-2,6-12")) == 0
+    out = capsys.readouterr().out
+    assert "possibly reverse causation" not in out and "not adjusted" not in out
+    report = files[0].parent / "family.html"
+    assert main(_offline(files, "--windows", "0-2,6-12", "--html", str(report))) == 0
+    capsys.readouterr()
+    assert "reported apart" not in report.read_text(encoding="utf-8")
     assert main(_offline(files, "--windows", "12-6")) == 1
     assert "0 <= start < end" in capsys.readouterr().err
 
@@ -176,3 +184,6 @@ def test_influx_mode_reads_the_log_and_stores_results(
     assert sorted(row["window"] for row in stored) == sorted(
         ["0-2h", "2-6h", "6-12h", "12-24h", "24-48h"])
     assert {row["sufficient"] for row in stored} == {0}
+    assert {row["window"]: row["alternative"] for row in stored} == {
+        "0-2h": "two-sided", "2-6h": "greater", "6-12h": "greater", "12-24h": "greater",
+        "24-48h": "greater"}

@@ -1,5 +1,6 @@
-"""The case-crossover statistics: CLR against statsmodels, Holm, referents (with DST), wear
-coverage, planted effects found in the right window, the null not found, tiny data."""
+"""The case-crossover statistics: CLR against statsmodels, Holm, wear coverage, planted effects
+found in the right window, the null not found, tiny data. Referents, weekday covariates,
+one-sided tests and unbounded intervals: test_correlate_design.py."""
 
 from __future__ import annotations
 
@@ -18,10 +19,8 @@ from neckline.analysis.correlation import Headaches, correlate
 from neckline.analysis.crossover import CrossoverOptions, case_crossover
 from neckline.analysis.doseresponse import dose_response
 from neckline.analysis.exposure import ExposureSeries, from_arrays, from_minutes
-from neckline.analysis.referents import stratum_minutes
 from neckline.analysis.sufficiency import assess, predicted_power, required_information
 from neckline.analysis.windows import LagWindow, WindowAggregator, parse_windows
-from neckline.headache.timeparse import zone
 from neckline.sim import HeadacheConfig, simulate_person
 
 
@@ -78,28 +77,6 @@ def test_holm() -> None:
     assert adjusted[:4] == pytest.approx([0.04, 0.09, 0.09, 0.2])
     assert math.isnan(adjusted[4])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
-
-
-def test_referents_same_weekday_and_clock_in_the_same_month() -> None:
-    onset = int(datetime(2026, 1, 14, 9, 37, 20, tzinfo=UTC).timestamp())  # a Wednesday
-    (row,) = stratum_minutes(np.array([onset]))
-    days = [datetime.fromtimestamp(int(m) * 60, UTC) for m in row if m >= 0]
-    assert [d.day for d in days] == [14, 7, 21, 28]
-    assert all((d.hour, d.minute, d.weekday()) == (9, 37, 2) for d in days)
-    # A case in a month with five such weekdays gets four referents.
-    (row5,) = stratum_minutes(np.array([int(datetime(2026, 1, 1, 8, tzinfo=UTC).timestamp())]))
-    assert (row5 >= 0).sum() == 5
-
-
-def test_referents_keep_the_local_clock_across_dst() -> None:
-    berlin = zone("Europe/Berlin")
-    # Sunday 2026-03-22 10:00 CET = 09:00 UTC; a week later 10:00 CEST = 08:00 UTC.
-    onset = int(datetime(2026, 3, 22, 9, 0, tzinfo=UTC).timestamp())
-    (row,) = stratum_minutes(np.array([onset]), berlin)
-    local = [datetime.fromtimestamp(int(m) * 60, UTC).astimezone(berlin) for m in row if m >= 0]
-    assert [(d.day, d.hour) for d in local] == [(22, 10), (1, 10), (8, 10), (15, 10), (29, 10)]
-    utc = [datetime.fromtimestamp(int(m) * 60, UTC).hour for m in row if m >= 0]
-    assert utc == [9, 9, 9, 9, 8]
 
 
 def test_non_wear_is_never_zero_strain() -> None:
@@ -195,10 +172,15 @@ def test_type_filter() -> None:
 
 
 def test_sufficiency_formula() -> None:
-    need = required_information(0.05, 4)
-    assert need == pytest.approx((stats.norm.isf(0.05 / 8) + stats.norm.ppf(0.8)) ** 2
+    need = required_information(0.05, 4)  # one-sided tests, the default
+    assert need == pytest.approx((stats.norm.isf(0.05 / 4) + stats.norm.ppf(0.8)) ** 2
                                  / math.log(2) ** 2)
     assert predicted_power(need, math.log(2), 0.05, 4) == pytest.approx(0.8, abs=0.001)
+    both = required_information(0.05, 4, one_sided=False)
+    assert both == pytest.approx((stats.norm.isf(0.05 / 8) + stats.norm.ppf(0.8)) ** 2
+                                 / math.log(2) ** 2)
+    assert predicted_power(both, math.log(2), 0.05, 4, one_sided=False) == pytest.approx(
+        0.8, abs=0.001)
     person = simulate_person(8, days=84, headache=HeadacheConfig(rate_per_week=2.5))
     results, _ = case_crossover(_series(person), person.diary.onset_epoch_s,
                                 CrossoverOptions())

@@ -146,6 +146,10 @@ class Correlation:
                 "min_usual_wear_h": self.options.min_usual_h,
                 "alpha": self.options.alpha,
                 "adjustment": "holm",
+                "alternative": self.options.alternative,
+                "referents": "other working days (Mon-Fri) or weekend days of the same local "
+                             "month at the same clock time; weekday adjusted in the model",
+                "exclusion_days": self.options.exclusion_days,
             },
             "analysed_at": self.analysed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
@@ -160,6 +164,7 @@ def _details(r: WindowResult) -> dict[str, Any]:
     return {
         "window": r.window.label,
         "p_value": _num(r.fit.p_value),
+        "p_two_sided": _num(r.fit.p_two_sided),
         "case_windows_excluded": r.case_excluded,
         "case_windows_device_usually_off": r.case_never_worn,
         "cases_without_usable_referent": r.no_referent,
@@ -205,7 +210,7 @@ def correlate(
     chosen = headaches.of_types(types)
     agg = WindowAggregator(series, options.tz, options.min_coverage, options.min_usual_h)
     windows, prodrome = case_crossover(series, chosen.onset_epoch_s, options, agg)
-    dose = {r.window.label: dose_response(r.x, r.mask) for r in windows}
+    dose = {r.window.label: dose_response(r.x, r.mask, r.z) for r in windows}
     onset_min = chosen.onset_epoch_s // 60
     if len(series):
         outside = int(((onset_min < series.start_min)
@@ -222,7 +227,8 @@ def correlate(
         prodrome=prodrome,
         dose=dose,
         days=day_level(agg, chosen.onset_epoch_s, options.tz),
-        sufficiency=assess(windows, len(chosen), agg.days_worn, options.alpha),
+        sufficiency=assess(windows, len(chosen), agg.days_worn, options.alpha,
+                           one_sided=options.alternative == "greater"),
         options=options,
         types=tuple(types or ()),
         headaches_total=len(headaches),

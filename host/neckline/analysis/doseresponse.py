@@ -2,20 +2,22 @@
 
 The cut points are the quartiles of every usable window in the analysed strata (cases and
 referents pooled). Each window then falls into a group, and a conditional logistic regression
-with indicators for groups 2-4 gives each group's odds ratio against the lowest. When many
-windows have the same exposure (often zero), equal cut points merge groups, so fewer than four
-may be reported. Intervals are Wald intervals from statsmodels: this view is descriptive and
-is not adjusted for multiplicity.
+with indicators for groups 2-4 (and the weekday indicators of the main analysis) gives each
+group's odds ratio against the lowest. When many windows have the same exposure (often zero),
+equal cut points merge groups, so fewer than four may be reported. Intervals are Wald
+intervals: this view is descriptive and is not adjusted for multiplicity.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats
+
+from neckline.analysis.clr import informative_columns, maximise
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -35,8 +37,9 @@ class DoseGroup:
     note: str = ""
 
 
-def dose_response(x: FloatArray, mask: BoolArray, groups: int = 4) -> list[DoseGroup]:
-    """Odds ratio per exposure group; x and mask as for `clr.fit_clr` (case in column 0)."""
+def dose_response(x: FloatArray, mask: BoolArray, z: FloatArray | None = None,
+                  groups: int = 4) -> list[DoseGroup]:
+    """Odds ratio per exposure group; x, mask and covariates z as for `clr.fit_clr`."""
     if x.shape[0] < 2:
         return []
     values = x[mask]
@@ -52,7 +55,7 @@ def dose_response(x: FloatArray, mask: BoolArray, groups: int = 4) -> list[DoseG
         fitted = [(math.nan, math.nan, math.nan)] * (present.size - 1)
         note = "no headache fell in the lowest quarter, so the others cannot be compared with it"
     else:
-        fitted = _fit(group, mask, present)
+        fitted = _fit(group, mask, present, z)
     out: list[DoseGroup] = []
     for k, g in enumerate(present.tolist()):
         in_g = (group == g) & mask
@@ -76,26 +79,22 @@ def _unbounded(odds_ratio: float) -> str:
     return ""
 
 
-def _fit(group: NDArray[np.intp], mask: BoolArray, present: NDArray[np.intp]
-         ) -> list[tuple[float, float, float]]:
-    from statsmodels.discrete.conditional_models import ConditionalLogit
-
+def _fit(group: NDArray[np.intp], mask: BoolArray, present: NDArray[np.intp],
+         z: FloatArray | None, level: float = 0.95) -> list[tuple[float, float, float]]:
     nan3 = (math.nan, math.nan, math.nan)
-    rows, cols = np.nonzero(mask)
-    endog = (cols == 0).astype(np.float64)
-    exog = np.column_stack([(group[rows, cols] == g).astype(np.float64) for g in present[1:]])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = ConditionalLogit(endog, exog, groups=rows).fit(method="bfgs", disp=False,
-                                                                     maxiter=300)
-            params = np.asarray(result.params, dtype=np.float64)
-            ci = np.asarray(result.conf_int(), dtype=np.float64)
-    except (ValueError, np.linalg.LinAlgError):
-        return [nan3] * (present.size - 1)
+    indicators = np.stack([(group == g).astype(np.float64) for g in present[1:]], axis=2)
+    covariates = np.zeros((*mask.shape, 0)) if z is None else z
+    covariates = informative_columns(np.where(mask[:, :, None], covariates, 0.0), mask)
+    design = np.where(mask[:, :, None], np.concatenate([indicators, covariates], axis=2), 0.0)
+    theta, _, info = maximise(design, mask)
+    cov = np.linalg.pinv(info)
+    crit = float(stats.norm.isf((1 - level) / 2))
     out: list[tuple[float, float, float]] = []
-    for b, (lo, hi) in zip(params.tolist(), ci.tolist(), strict=True):
-        if not (math.isfinite(b) and abs(b) < LIMIT and abs(lo) < 2 * LIMIT
+    for k in range(present.size - 1):
+        b = float(theta[k])
+        se = math.sqrt(cov[k, k]) if cov[k, k] > 0 else math.nan
+        lo, hi = b - crit * se, b + crit * se
+        if not (math.isfinite(se) and abs(b) < LIMIT and abs(lo) < 2 * LIMIT
                 and abs(hi) < 2 * LIMIT):
             out.append(nan3)
         else:

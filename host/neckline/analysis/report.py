@@ -11,6 +11,7 @@ import numpy as np
 
 from neckline.analysis.correlation import PRODROME_LABEL, Correlation
 from neckline.analysis.crossover import WindowResult
+from neckline.analysis.oddsformat import interval_text, odds_text
 from neckline.analysis.summary import summary_text
 from neckline.analysis.svgplot import dose_response, lag_profile, timeline
 from neckline.analysis.windows import local_offsets_min
@@ -59,11 +60,19 @@ def _window_rows(results: list[WindowResult], prodrome: bool = False) -> str:
         lo, hi = r.ci
         name = escape(r.window.label) + (f" ({PRODROME_LABEL})" if prodrome else "")
         rows.append(_row([
-            name, _f(r.odds_ratio), f"{_f(lo)}–{_f(hi)}", _p(r.fit.p_value),
+            name, odds_text(r.odds_ratio), interval_text(lo, hi), _p(r.fit.p_value),
             "–" if prodrome else _p(r.p_adjusted), str(r.n_cases), _f(r.mean_case_h),
             _f(r.mean_referent_h), str(r.case_excluded), str(r.no_referent),
         ]))
     return "".join(rows)
+
+
+def _prodrome_note(c: Correlation) -> str:
+    """Why the prodrome window stands apart (nothing when the user put it in the family)."""
+    if c.prodrome is None:
+        return ""
+    return (f" The {escape(c.prodrome.window.label)} window is reported apart, with a two-sided, "
+            "unadjusted p: a headache that is starting can change posture itself.")
 
 
 def render_html(c: Correlation) -> str:
@@ -88,7 +97,7 @@ def render_html(c: Correlation) -> str:
         for g in groups:
             dose_rows.append(_row([
                 escape(label), g.label, f"{_f(g.low_h)}–{_f(g.high_h)}", str(g.cases),
-                str(g.referents), _f(g.odds_ratio), f"{_f(g.ci_low)}–{_f(g.ci_high)}",
+                str(g.referents), odds_text(g.odds_ratio), interval_text(g.ci_low, g.ci_high),
                 escape(g.note),
             ]))
     dose_table = ("<table>" + _row(["window", "group", "strain h", "cases", "referents",
@@ -130,10 +139,12 @@ clock times in {escape(zone_name(tz))}</p>
 {lag_profile(c.windows, c.prodrome)}
 {table}
 <p class="note">Odds ratio per hour of sustained strain in the window, from a time-stratified
-case-crossover analysis (each headache compared with the same weekday and clock time in the same
-month) by conditional logistic regression. p-values of the {len(c.windows)} windows are adjusted
-together (Holm). The {escape(c.prodrome.window.label) if c.prodrome else "0-2h"} window is
-reported apart: a headache that is starting can change posture itself. Windows with less than
+case-crossover analysis (each headache compared with the other working days, or weekend days,
+of the same month at the same clock time, leaving out the {c.options.exclusion_days} days on
+either side; adjusted for the weekday) by conditional logistic regression. The p-values test
+{"for more strain before headaches (one-sided)" if c.options.alternative == "greater"
+ else "for a difference in either direction (two-sided)"}; those of the {len(c.windows)}
+windows are adjusted together (Holm).{_prodrome_note(c)} Windows with less than
 {100 * c.options.min_coverage:.0f} % of the usual wear are excluded, never counted as zero
 strain.</p>
 <h2>Dose-response</h2>

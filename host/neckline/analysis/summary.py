@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from neckline.analysis.oddsformat import interval_text, odds_text
+
 if TYPE_CHECKING:
     from neckline.analysis.correlation import Correlation
     from neckline.analysis.crossover import WindowResult
@@ -16,15 +18,8 @@ def _or_text(r: WindowResult) -> str:
     lo, hi = r.ci
     if math.isinf(r.odds_ratio) or r.odds_ratio == 0:
         return "an odds ratio that the data cannot bound"
-    return f"odds ratio {r.odds_ratio:.2f} per hour of strain (95 % CI {_n(lo)}–{_n(hi)})"
-
-
-def _n(value: float) -> str:
-    if math.isinf(value):
-        return "∞" if value > 0 else "0"
-    if math.isnan(value):
-        return "?"
-    return f"{value:.2f}"
+    return (f"odds ratio {odds_text(r.odds_ratio)} per hour of strain "
+            f"(95 % CI {interval_text(lo, hi)})")
 
 
 def _when(r: WindowResult) -> str:
@@ -50,9 +45,11 @@ def summary_text(c: Correlation) -> str:
         parts.append(f"None of the {n} headaches{kinds} had enough wear before it and on "
                      "comparable days to be analysed.")
     elif not flagged:
+        # A one-sided test can only flag more strain: say "higher", not "different".
+        compared = "higher than" if c.options.alternative == "greater" else "different from"
         parts.append(
             f"Across the {len(c.windows)} time windows checked, sustained neck strain before "
-            f"the {n} headaches{kinds} was not clearly different from strain at the same time "
+            f"the {n} headaches{kinds} was not clearly {compared} strain at the same time "
             f"of day on comparable days (no window below p = {alpha:g} after adjustment for "
             "checking several windows)."
         )

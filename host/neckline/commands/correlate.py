@@ -12,6 +12,7 @@ from pathlib import Path
 from neckline.analysis.correlation import PRODROME_LABEL, Correlation, Headaches, correlate
 from neckline.analysis.crossover import CrossoverOptions, WindowResult
 from neckline.analysis.exposure import read_exposure_csv, read_exposure_influx
+from neckline.analysis.oddsformat import odds_text
 from neckline.analysis.report import write_html
 from neckline.analysis.results import write_results
 from neckline.analysis.summary import summary_text
@@ -42,10 +43,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="relate sustained neck strain to headache onsets (case-crossover)",
         description=(
             "Compare sustained neck strain in time windows before each headache with the same "
-            "windows on comparable days (same weekday and clock time in the same month), by "
-            "conditional logistic regression. Reads InfluxDB by default, or files with "
-            "--exposure and --headaches. The 0-2 h window before onset is reported apart "
-            "(possibly reverse causation). See docs/analysis.md."
+            "windows on comparable days (the other working days, or weekend days, of the same "
+            "month at the same clock time), by conditional logistic regression adjusted for "
+            "the weekday. Each window tests whether more strain goes with more headaches "
+            "(one-sided; --two-sided tests both directions). Reads InfluxDB by default, or "
+            "files with --exposure and --headaches. The 0-2 h window before onset is reported "
+            "apart (possibly reverse causation). See docs/analysis.md."
         ),
     )
     parser.add_argument("--exposure", type=Path, metavar="CSV",
@@ -60,6 +63,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(the default)")
     parser.add_argument("--min-coverage", type=float, default=0.5,
                         help="least share of the usual wear a window needs (default 0.5)")
+    parser.add_argument("--two-sided", action="store_true",
+                        help="test each window for an association in either direction, not "
+                        "only for more strain before headaches")
     parser.add_argument("--tz", default="local",
                         help="time zone for clock times and calendar months (IANA name, UTC, "
                         "or 'local', the default); also for headache times without an offset")
@@ -94,7 +100,8 @@ def _options(args: argparse.Namespace) -> tuple[CrossoverOptions, list[str]]:
         raise NecklineError("--min-coverage must be above 0 and at most 1")
     try:
         return CrossoverOptions(windows=windows, prodrome=prodrome, tz=tz,
-                                min_coverage=args.min_coverage), notes
+                                min_coverage=args.min_coverage,
+                                alternative="two-sided" if args.two_sided else "greater"), notes
     except ValueError as exc:
         raise NecklineError(str(exc)) from None
 
@@ -154,7 +161,8 @@ def _p(value: float) -> str:
 
 def _line(r: WindowResult, adjusted: str) -> str:
     lo, hi = r.ci
-    return (f"{r.window.label:>8}  {_num(r.odds_ratio):>7}  {_num(lo):>7}–{_num(hi):<7}  "
+    return (f"{r.window.label:>8}  {odds_text(r.odds_ratio):>7}  {odds_text(lo):>7}–"
+            f"{odds_text(hi):<7}  "
             f"{_p(r.fit.p_value):>7}  {adjusted:>7}  {r.n_cases:>5}  {r.case_excluded:>8}  "
             f"{r.no_referent:>6}")
 
@@ -176,10 +184,15 @@ def print_tables(c: Correlation) -> None:
           "(time-stratified case-crossover)")
     print(f"{'window':>8}  {'OR':>7}  {'95 % CI':^15}  {'p':>7}  {'p Holm':>7}  {'cases':>5}  "
           f"{'excluded':>8}  {'no ref':>6}")
+    sided = ("one-sided: more strain, more headaches" if c.options.alternative == "greater"
+             else "two-sided")
     for r in c.windows:
         print(_line(r, _p(r.p_adjusted)))
     if c.prodrome is not None:
         print(_line(c.prodrome, "apart") + f"   ← {PRODROME_LABEL}")
+    apart = (f"; the {c.prodrome.window.label} window's is two-sided and not adjusted"
+             if c.prodrome is not None else "")
+    print(f"p: likelihood-ratio test ({sided}){apart}")
     print("excluded: case windows with too little wear; no ref: no comparable window had "
           "enough wear")
     best = c.strongest
@@ -188,8 +201,8 @@ def print_tables(c: Correlation) -> None:
         print(f"Dose-response, {best.window.label} window (odds ratio vs the lowest quarter)")
         for g in c.dose[best.window.label]:
             print(f"  {g.label}  {g.low_h:5.2f}–{g.high_h:5.2f} h  cases {g.cases:>3}  "
-                  f"referents {g.referents:>4}  OR {_num(g.odds_ratio):>6}  "
-                  f"({_num(g.ci_low)}–{_num(g.ci_high)})")
+                  f"referents {g.referents:>4}  OR {odds_text(g.odds_ratio):>6}  "
+                  f"({odds_text(g.ci_low)}–{odds_text(g.ci_high)})")
     d = c.days
     print()
     print(f"Days with ≥ {d.min_wear_h:g} h of wear: strain minutes per day")

@@ -116,7 +116,7 @@ MEASUREMENTS: dict[str, MeasurementSpec] = {
         _spec(
             CORRELATION, FOREVER, ("window",),
             {"odds_ratio": F, "ci_low": F, "ci_high": F, "p_value": F, "p_adjusted": F,
-             "n_cases": INT, "sufficient": INT, "verdict": S},
+             "n_cases": INT, "sufficient": INT, "verdict": S, "alternative": S},
         ),
         _spec(
             POSTURE_1M, FOREVER, ("device",),
