@@ -190,7 +190,7 @@ class FiltersConfig:
 class PipelineConfig:
     """The [pipeline] section (docs/pipeline.md)."""
 
-    batch_interval_s: float = 0.5  # gather link records this long before a processing step
+    batch_interval_s: float = 1.0  # gather link records this long before a processing step
     hole_wait_s: float = 600.0  # wait for a missing range this long (while data flows) at most
     max_held_samples: int = 200_000  # samples held behind a missing range before giving up on it
     status_interval_s: float = 5.0  # status file and `link` points this often
