@@ -158,8 +158,11 @@ async def test_partial_writes_are_isolated_and_the_rest_is_stored(
     ensure_schema_v1(influxd.url, influx_db)
     good, _ = _posture(100)
     lines = good.body.split(b"\n")
-    lines.insert(30, f"posture,device={DEVICE} seq=1.5 {T0 + 10_000_000}".encode())
-    lines.insert(70, f"posture,device={DEVICE} seq=tru {T0 + 10_000_001}".encode())
+    # Between the good rows (every 100 ms from T0) and in their shard: a time hours later can
+    # fall past UTC midnight into a new daily shard, where no field type is fixed yet and the
+    # float would be accepted.
+    lines.insert(30, f"posture,device={DEVICE} seq=1.5 {T0 + 50}".encode())
+    lines.insert(70, f"posture,device={DEVICE} seq=tru {T0 + 51}".encode())
     mixed = LineBatch("raw", b"\n".join(lines), len(lines))
     async with _batcher(tmp_path, influxd.url, influx_db) as batcher:
         batcher.submit(good)  # fixes the field types first
