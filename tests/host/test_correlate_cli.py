@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from neckline.analysis.correlation import Headaches, correlate
-from neckline.analysis.exposure import from_arrays, read_exposure_csv, read_exposure_text
+from neckline.analysis.exposure import (
+    from_arrays,
+    read_exposure_csv,
+    read_exposure_influx,
+    read_exposure_text,
+)
 from neckline.analysis.report import render_html
 from neckline.analysis.summary import summary_text
 from neckline.cli import main
@@ -120,10 +125,11 @@ def test_exposure_csv_reader() -> None:
     text = ("time,wear_s,strain_s,strain_load,extra\n"
             "2026-01-05T08:00:00Z,60,20,1.5,a\n"
             "2026-01-05T08:03:00Z,30,40,0,b\n"  # strain above wear: dropped and counted
-            "2026-01-05T08:04:00Z,,,,c\n")  # no wear figure: no data
+            "2026-01-05T08:04:00Z,,,,c\n"  # no wear figure: no data
+            "2026-01-05T08:05:00Z,12,,,d\n")  # worn too little to score: missing, not bad
     series = read_exposure_text(text)
     assert series.start_min * 60 == 1767600000 and len(series) == 1
-    assert series.rejected == 1 and series.rows == 1
+    assert series.rejected == 1 and series.rows == 1 and series.unscored == 1
     with pytest.raises(NecklineError, match="missing column"):
         read_exposure_text("onset,severity,type\n")
     with pytest.raises(NecklineError, match="line 3: minute also on line 2"):
@@ -163,7 +169,14 @@ def test_influx_mode_reads_the_log_and_stores_results(
     points = [Point("exposure", int(minutes[i]) * 1000, {"device": "dev-1"},
                     {"wear_s": float(obs.wear_s[i]), "strain_s": float(obs.strain_s[i])})
               for i in np.flatnonzero(obs.wear_s > 0)]
+    # Minutes the host did not score (worn a little, strain left out): missing data, which
+    # changes nothing below, and counted apart from impossible rows.
+    off = np.flatnonzero(obs.wear_s == 0)[:5]
+    points += [Point("exposure", int(minutes[i]) * 1000, {"device": "dev-1"}, {"wear_s": 9.0})
+               for i in off]
     write_points(target, points)
+    read = read_exposure_influx(target)
+    assert (read.unscored, read.rejected) == (len(off), 0)
     diary = tmp_path / "diary.csv"
     write_headache_csv(diary, person.diary)
     assert main(["headache", "import", str(diary)]) == 0

@@ -83,6 +83,7 @@ class Correlation:
     outside: int  # headaches outside the period with exposure data
     exposure_minutes: int
     exposure_rejected: int
+    exposure_unscored: int  # minutes worn too little to score: missing data, not errors
     span: tuple[datetime, datetime] | None
     daily: DailyExposure
     analysed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -236,6 +237,7 @@ def correlate(
         outside=outside,
         exposure_minutes=series.rows,
         exposure_rejected=series.rejected,
+        exposure_unscored=series.unscored,
         span=span,
         daily=_daily(agg),
         analysed_at=now or datetime.now(UTC),

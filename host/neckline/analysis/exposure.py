@@ -6,8 +6,9 @@ last minute with data. A minute without a row has no wear, so it adds nothing to
 coverage of a window: missing data never reads as "no strain" (see `windows.py`).
 
 Rows with impossible values (wear outside 0-60 s, strain outside 0-wear) are dropped, counted
-and logged; a file that is not an exposure CSV, or unreadable rows, raise an error with line
-numbers.
+and logged. Rows with wear but no strain figure are minutes the host did not score (worn too
+little): they are missing data, dropped and counted apart (`unscored`), not errors. A file
+that is not an exposure CSV, or unreadable rows, raise an error with line numbers.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ExposureSeries:
     strain_s: FloatArray
     rows: int  # minutes that had a row
     rejected: int = 0  # rows dropped for impossible values
+    unscored: int = 0  # rows with wear but no strain figure (too little wear to score): no data
 
     def __len__(self) -> int:
         return int(self.wear_s.size)
@@ -67,26 +69,33 @@ class ExposureSeries:
 def from_minutes(
     minutes: IntArray, wear_s: FloatArray, strain_s: FloatArray, rejected: int = 0
 ) -> ExposureSeries:
-    """A dense series from sparse rows (epoch minutes need not be sorted; no duplicates)."""
+    """A dense series from sparse rows (epoch minutes need not be sorted; no duplicates).
+
+    A NaN strain marks a minute its writer did not score (the host leaves strain out of minutes
+    worn too little): it is missing data, kept out of the series and counted in `unscored`.
+    """
     minutes = np.asarray(minutes, dtype=np.int64)
     wear = np.asarray(wear_s, dtype=np.float64)
     strain = np.asarray(strain_s, dtype=np.float64)
+    unscored_rows = np.isnan(strain) & np.isfinite(wear)
     ok = np.isfinite(wear) & np.isfinite(strain) & (wear >= 0) & (wear <= 60 + SLACK_S) \
         & (strain >= 0) & (strain <= wear + SLACK_S)
-    bad = int((~ok).sum())
+    unscored = int(unscored_rows.sum())
+    bad = int((~ok).sum()) - unscored
     if bad:
         log.warning("exposure: dropped %d minute(s) with impossible wear/strain values", bad)
     minutes, wear, strain = minutes[ok], np.minimum(wear[ok], 60.0), strain[ok]
     strain = np.minimum(strain, wear)
     if minutes.size == 0:
-        return ExposureSeries(0, np.zeros(0), np.zeros(0), 0, rejected + bad)
+        return ExposureSeries(0, np.zeros(0), np.zeros(0), 0, rejected + bad, unscored)
     start = int(minutes.min())
     n = int(minutes.max()) - start + 1
     dense_wear = np.zeros(n)
     dense_strain = np.zeros(n)
     dense_wear[minutes - start] = wear
     dense_strain[minutes - start] = strain
-    return ExposureSeries(start, dense_wear, dense_strain, int(minutes.size), rejected + bad)
+    return ExposureSeries(start, dense_wear, dense_strain, int(minutes.size), rejected + bad,
+                          unscored)
 
 
 def from_arrays(start: datetime, wear_s: FloatArray, strain_s: FloatArray) -> ExposureSeries:
@@ -129,8 +138,7 @@ def read_exposure_text(text: str, source: str = "<text>") -> ExposureSeries:
         a, b = sorted((lines[order[dup[0]]], lines[order[dup[0] + 1]]))
         raise NecklineError(f"{source}: line {b}: minute also on line {a}")
     has = ~np.isnan(wear)  # no wear figure: no data for this minute
-    # Worn but strain unknown: the row is dropped by from_minutes and counted.
-    strain = np.where(np.isnan(strain), np.inf, strain)
+    # Worn but strain unknown (not scored): from_minutes keeps it out and counts it.
     return from_minutes(minutes[has], wear[has], strain[has])
 
 
@@ -232,7 +240,7 @@ def read_exposure_influx(
             minutes.append(int(row["time"]) // 60_000)
             wear.append(float(row["wear_s"]))
             s = row.get("strain_s")
-            strain.append(float("inf") if s is None else float(s))
+            strain.append(float("nan") if s is None else float(s))
         t = stop
     if not minutes:
         return ExposureSeries.empty()
@@ -244,7 +252,8 @@ def read_exposure_influx(
     m, w, s = m[order], w[order], s[order]
     first = np.concatenate(([True], m[1:] != m[:-1]))
     if not first.all():
-        smax = np.maximum.reduceat(np.where(np.isfinite(s), s, np.inf), np.flatnonzero(first))
+        # fmax: a device that scored the minute wins over one that did not (NaN).
+        smax = np.fmax.reduceat(s, np.flatnonzero(first))
         m, w, s = m[first], w[first], smax
     return from_minutes(m, w, s)
 

@@ -174,6 +174,8 @@ def print_tables(c: Correlation) -> None:
         period = f"{c.span[0]:%Y-%m-%d} – {c.span[1]:%Y-%m-%d} UTC"
     print(f"Exposure: {period}, {c.exposure_minutes} minutes, "
           f"{c.sufficiency.days_worn} days of wear"
+          + (f"; {c.exposure_unscored} minutes worn too little to score" if c.exposure_unscored
+             else "")
           + (f" ({c.exposure_rejected} impossible rows dropped)" if c.exposure_rejected else ""))
     print(f"Headaches: {len(c.headaches)} analysed ({kinds}; {c.headaches_total} logged"
           + (f", {c.outside} outside the exposure period" if c.outside else "") + ")")
