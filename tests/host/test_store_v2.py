@@ -290,3 +290,50 @@ async def test_full_spool_refuses_while_the_server_is_down_and_loses_nothing_sto
         assert again.status().pending_lines == accepted
         assert await again.flush(timeout=10)
     assert [r["seq"] for r in fake.rows("neckline", "posture")] == list(range(accepted))
+
+
+def _exposure(minute: int, wear_s: float) -> Point:
+    return Point("exposure", 1_700_000_040_000 + minute * 60_000, {"device": "neckline-a1"},
+                 {"wear_s": wear_s, "strain_s": 0.0, "episodes": 0, "source": 1})
+
+
+async def test_raw_writes_overlap_and_forever_writes_stay_in_order(
+    fake: FakeInflux2, tmp_path: Path,
+) -> None:
+    """The next raw batch goes out while the previous one is in flight; forever rows (an
+    exposure minute rewritten as late samples reopen it) are sent alone and in order."""
+    fake.write_delay = 0.05
+    writer = V2Writer(fake.url, ORG, TOKEN, {"raw": "neckline/raw", "forever": "neckline/forever"})
+    async with _batcher(tmp_path, writer, Sleeps(), max_lines=10) as batcher:
+        for k in range(6):
+            batcher.submit(_posture(10, start_seq=10 * k))
+            batcher.submit(_posture(10, start_seq=10 * k + 1000))
+            batcher.submit_points([_exposure(0, wear_s=10.0 * (k + 1))])
+            batcher.submit_points([_exposure(1, wear_s=k + 0.5)])
+        batcher.expedite()
+        assert await batcher.flush(timeout=30)
+        status = batcher.status()
+    assert fake.max_in_flight["neckline/raw"] == 2, "raw batches were sent one at a time"
+    assert fake.max_in_flight["neckline/forever"] == 1
+    assert fake.max_total_in_flight == 2
+    assert [r["wear_s"] for r in fake.rows("neckline/forever", "exposure")] == [60.0, 5.5]
+    assert len(fake.rows("neckline/raw", "posture")) == 120
+    assert status.written_points == 132 and status.pending_batches == 0
+
+
+async def test_an_early_raw_write_that_fails_is_delivered_again(
+    fake: FakeInflux2, tmp_path: Path,
+) -> None:
+    fake.write_delay = 0.05
+    fake.fail_matching(b"seq=25i", 503)  # the third batch: sent early, behind the second
+    sleeps = Sleeps()
+    writer = V2Writer(fake.url, ORG, TOKEN, {"raw": "neckline/raw", "forever": "neckline/forever"})
+    async with _batcher(tmp_path, writer, sleeps, max_lines=10) as batcher:
+        for k in range(5):
+            batcher.submit(_posture(10, start_seq=10 * k))
+        batcher.expedite()
+        assert await batcher.flush(timeout=30)
+        status = batcher.status()
+    assert 503 in fake.statuses and fake.max_in_flight["neckline/raw"] == 2
+    assert [r["seq"] for r in fake.rows("neckline/raw", "posture")] == list(range(50))
+    assert status.written_points == 50 and status.retries >= 1 and status.pending_batches == 0
