@@ -18,7 +18,6 @@ below, which the line-protocol property tests also use.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 from collections import deque
@@ -170,12 +169,6 @@ class FakeInflux2:
     field_types: dict[tuple[str, str, str], str] = field(default_factory=dict)
     statuses: list[int] = field(default_factory=list)
     _failures: deque[tuple[int, str | None, dict[str, str]]] = field(default_factory=deque)
-    # A request whose body contains the bytes fails once with the status (`fail_matching`).
-    _matching: list[tuple[bytes, int]] = field(default_factory=list)
-    write_delay: float = 0.0  # seconds each write waits before it is handled
-    in_flight: dict[str, int] = field(default_factory=dict)  # bucket -> writes being handled
-    max_in_flight: dict[str, int] = field(default_factory=dict)
-    max_total_in_flight: int = 0
     _runner: web.AppRunner | None = None
     url: str = ""
 
@@ -204,9 +197,6 @@ class FakeInflux2:
         for _ in range(times):
             self._failures.append((status, retry_after, body or {"code": "unavailable",
                                                                   "message": "try later"}))
-
-    def fail_matching(self, needle: bytes, status: int) -> None:
-        self._matching.append((needle, status))
 
     def rows(self, bucket: str, measurement: str) -> list[dict[str, Any]]:
         """Stored points of one measurement as dicts: tags, fields and `time` in ms."""
@@ -264,25 +254,6 @@ class FakeInflux2:
                                  request.query.get("precision", "ns"))
 
     async def _write(self, request: web.Request, bucket: str, precision: str) -> web.Response:
-        self.in_flight[bucket] = self.in_flight.get(bucket, 0) + 1
-        self.max_in_flight[bucket] = max(self.max_in_flight.get(bucket, 0),
-                                         self.in_flight[bucket])
-        self.max_total_in_flight = max(self.max_total_in_flight, sum(self.in_flight.values()))
-        try:
-            if self.write_delay:
-                await asyncio.sleep(self.write_delay)
-            return await self._handle_write(request, bucket, precision)
-        finally:
-            self.in_flight[bucket] -= 1
-
-    async def _handle_write(self, request: web.Request, bucket: str, precision: str
-                            ) -> web.Response:
-        if self._matching:
-            body = await request.read()
-            for k, (needle, status) in enumerate(self._matching):
-                if needle in body:
-                    del self._matching[k]
-                    return self._respond(self._json(status, "unavailable", "try later"))
         if self._failures:
             status, retry_after, error = self._failures.popleft()
             headers = {"Retry-After": retry_after} if retry_after is not None else None

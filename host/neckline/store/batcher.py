@@ -18,14 +18,7 @@ dealt with:
 * no answer, other 5xx, auth/config errors: back off with jitter up to a cap and resend, forever;
   meanwhile `submit` keeps accepting into the spool until it is full.
 
-Order: `forever` holds rows that are rewritten (an exposure minute reopened by late samples),
-so its writes go strictly one at a time, oldest first. `raw` points are each written once (a
-sample's or a link report's own time; a re-send carries the same values), so their order does
-not matter: while the oldest raw batch is in flight, the next raw batch may already be sent once
-(`RAW_IN_FLIGHT`), which keeps the server busy instead of idle while one answer is handled and the
-next request built. Such an early request is only an attempt: if it fails, the batch is
-delivered again, with all the handling above, when its turn comes. Records are acknowledged in
-spool order, only after everything before them is dealt with.
+One request is in flight at a time, which keeps delivery in order and acknowledgement simple.
 """
 
 from __future__ import annotations
@@ -44,7 +37,6 @@ from neckline.backoff import Backoff
 from neckline.store.errors import BatcherClosed, SpoolFull, SpoolWriteError
 from neckline.store.lineproto import LineBatch, join_lines, split_lines
 from neckline.store.records import EncodeReport, Point, encode_points
-from neckline.store.schema import RAW
 from neckline.store.spool import RecoveryReport, Spool
 from neckline.store.writer import Outcome, Writer, WriteResult
 
@@ -53,20 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_LINES = 5000
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 REFUSAL_LOG_INTERVAL = 60.0
-RAW_IN_FLIGHT = 2  # raw requests at once (see the module docstring); forever: always one
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass
-class _Flight:
-    """One request's worth of spool records, being sent."""
-
-    dest: str
-    body: bytes
-    lines: int
-    last: int  # id of its last spool record
-    early: asyncio.Task[WriteResult] | None = None  # a single early attempt, if one was sent
 
 
 @dataclass(frozen=True)
@@ -127,7 +107,6 @@ class Batcher:
         self._urgent = 0
         self._expedite_upto = -1  # records up to this id are due now (`expedite`)
         self._submitted: deque[tuple[int, float]] = deque()
-        self._in_flight_lines = 0
         self._state = "stopped"
         self._written = 0
         self._rejected = 0
@@ -281,22 +260,15 @@ class Batcher:
 
     # -- the sender -----------------------------------------------------------------------------
 
-    def _due_at(self, after: int = 0) -> float:
-        """When the oldest pending record after id `after` is due to be sent (`after` skips
-        records already in flight, whose `in_flight` lines do not count as waiting)."""
-        nxt = self._spool.next_pending(after)
-        if self._closing or self._urgent or nxt is None:
+    def _due_at(self) -> float:
+        oldest = self._spool.oldest_pending_id
+        if self._closing or self._urgent or oldest is None:
             return -math.inf
-        oldest = nxt[0]
-        if oldest <= self._expedite_upto:
+        if self._spool.pending_lines >= self._max_lines or oldest <= self._expedite_upto:
             return -math.inf
-        if self._spool.pending_lines - self._in_flight_lines >= self._max_lines:
-            return -math.inf
-        for rec_id, at in self._submitted:
-            if rec_id >= oldest:
-                # Not in `submitted`: recovered from a previous run, so overdue.
-                return at + self._max_delay if rec_id == oldest else -math.inf
-        return -math.inf
+        if not self._submitted or self._submitted[0][0] != oldest:
+            return -math.inf  # recovered from a previous run: overdue
+        return self._submitted[0][1] + self._max_delay
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -316,7 +288,7 @@ class Batcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
                     continue
-                await self._send_due()
+                await self._send_oldest()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -325,74 +297,23 @@ class Batcher:
                 self._note_error(f"{type(exc).__name__}: {exc}")
                 await self._sleep(self._backoff.next())
 
-    def _take(self, after: int) -> _Flight:
-        records = self._spool.peek(self._max_lines, self._max_body, after)
-        flight = _Flight(records[0].dest, join_lines(r.body for r in records),
-                         sum(r.lines for r in records), records[-1].id)
-        self._in_flight_lines += flight.lines
-        return flight
-
-    def _send_early(self, flights: deque[_Flight]) -> None:
-        """While raw batches are in flight, send the next one if it is raw and due."""
-        if not flights or len(flights) >= RAW_IN_FLIGHT or flights[-1].dest != RAW:
-            return
-        last = flights[-1].last
-        nxt = self._spool.next_pending(last)
-        if nxt is None or nxt[1] != RAW:
-            return
-        if self._due_at(last) > asyncio.get_running_loop().time():
-            return
-        flight = self._take(last)  # starts at `nxt`, so it is raw
-        flight.early = asyncio.create_task(self._writer.write(flight.dest, flight.body),
-                                           name="neckline-store-early-write")
-        flights.append(flight)
-
-    async def _send_due(self) -> None:
-        """Send the oldest due batch, and (raw only) the next ones while it is in flight; each
-        is acknowledged in order once dealt with."""
-        flights: deque[_Flight] = deque([self._take(0)])
-        try:
-            while flights:
-                self._send_early(flights)
-                head = flights[0]
-                await self._complete(head)
-                flights.popleft()
-                self._in_flight_lines -= head.lines
-        finally:
-            for flight in flights:
-                self._in_flight_lines -= flight.lines
-                if flight.early is not None and not flight.early.done():
-                    flight.early.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await flight.early
-
-    async def _complete(self, flight: _Flight) -> None:
+    async def _send_oldest(self) -> None:
+        records = self._spool.peek(self._max_lines, self._max_body)
+        dest = records[0].dest
+        body = join_lines(r.body for r in records)
+        lines = sum(r.lines for r in records)
         self._state = "sending"
-        rejected, reason = 0, ""
-        result = await flight.early if flight.early is not None else None
-        if result is not None and result.outcome is Outcome.OK:
-            self._delivered(flight.lines)
-        else:
-            if result is not None:  # the early attempt failed: this is a retry
-                self._retries += 1
-                self._note_error(result.describe(), failure=False)
-            # The full handling (retries, splits), in order.
-            rejected, reason = await self._deliver(flight.dest, flight.body, flight.lines)
+        rejected, reason = await self._deliver(dest, body, lines)
         if rejected:
             log.warning(
                 "store: %d of %d line(s) for %s rejected by the server (%s); kept in %s",
-                rejected, flight.lines, flight.dest, reason, self._spool.quarantine.rejected_path,
+                rejected, lines, dest, reason, self._spool.quarantine.rejected_path,
             )
-        self._spool.ack(flight.last)
-        while self._submitted and self._submitted[0][0] <= flight.last:
+        last = records[-1].id
+        self._spool.ack(last)
+        while self._submitted and self._submitted[0][0] <= last:
             self._submitted.popleft()
         self._state = "idle"
-
-    def _delivered(self, lines: int) -> None:
-        self._written += lines
-        self._failures = 0
-        self._backoff.reset()
-        self._last_write_at = time.time()
 
     async def _deliver(self, dest: str, body: bytes, lines: int) -> tuple[int, str]:
         """Deliver or reject every line of `body`; returns (rejected count, first reason)."""
@@ -400,7 +321,10 @@ class Batcher:
             result = await self._writer.write(dest, body)
             outcome = result.outcome
             if outcome is Outcome.OK:
-                self._delivered(lines)
+                self._written += lines
+                self._failures = 0
+                self._backoff.reset()
+                self._last_write_at = time.time()
                 return 0, ""
             if outcome in (Outcome.TOO_LARGE, Outcome.BAD_DATA):
                 self._failures = 0

@@ -39,14 +39,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import logging
 import os
 import struct
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -500,15 +498,14 @@ class Spool:
 
     # -- read / acknowledge ---------------------------------------------------------------------
 
-    def peek(self, max_lines: int, max_bytes: int, after: int = 0) -> list[SpoolRecord]:
-        """The oldest unacknowledged records after id `after` for one destination, within the
-        limits (`after` skips records already handed out and not yet acknowledged).
+    def peek(self, max_lines: int, max_bytes: int) -> list[SpoolRecord]:
+        """The oldest unacknowledged records for one destination, within the limits.
 
         Always returns at least one record when any is pending, even one over the limits.
         """
         out: list[SpoolRecord] = []
         lines = size = 0
-        for entry in self._after(after):
+        for entry in self._pending:
             if out and (
                 entry.dest != out[0].dest
                 or lines + entry.lines > max_lines
@@ -519,16 +516,6 @@ class Spool:
             lines += entry.lines
             size += entry.length
         return out
-
-    def next_pending(self, after: int = 0) -> tuple[int, str] | None:
-        """(id, destination) of the oldest pending record after id `after`, if any."""
-        for entry in self._after(after):
-            return entry.id, entry.dest
-        return None
-
-    def _after(self, after: int) -> Iterator[_Entry]:
-        # Ids increase along the deque, with gaps where recovery cut damaged records out.
-        return itertools.dropwhile(lambda e: e.id <= after, self._pending)
 
     def _read(self, entry: _Entry) -> bytes:
         seg = self._segments[entry.seg]
