@@ -77,10 +77,9 @@ def from_minutes(
     minutes = np.asarray(minutes, dtype=np.int64)
     wear = np.asarray(wear_s, dtype=np.float64)
     strain = np.asarray(strain_s, dtype=np.float64)
-    unscored_rows = np.isnan(strain) & np.isfinite(wear)
-    ok = np.isfinite(wear) & np.isfinite(strain) & (wear >= 0) & (wear <= 60 + SLACK_S) \
-        & (strain >= 0) & (strain <= wear + SLACK_S)
-    unscored = int(unscored_rows.sum())
+    wear_ok = np.isfinite(wear) & (wear >= 0) & (wear <= 60 + SLACK_S)
+    ok = wear_ok & np.isfinite(strain) & (strain >= 0) & (strain <= wear + SLACK_S)
+    unscored = int((wear_ok & np.isnan(strain)).sum())
     bad = int((~ok).sum()) - unscored
     if bad:
         log.warning("exposure: dropped %d minute(s) with impossible wear/strain values", bad)
